@@ -1,0 +1,264 @@
+//! Text in, vectors out: prefix → tokenize (in parallel) → split into windows → length-bucketed
+//! batches through the encoder → pool → merge windows → L2-normalise. Output order is input order.
+
+pub mod pool;
+pub mod window;
+
+use candle_core::{Device, Tensor};
+use rayon::prelude::*;
+use tokenizers::Tokenizer;
+
+use crate::encoder::BertEncoder;
+use crate::error::{AugurError, CandleContext, Result};
+use crate::model::{InputKind, ModelCardSettings, ModelFiles, ModelLocator, PoolingMode};
+
+pub use pool::{cosine, l2_normalize, ClsPooling, MeanPooling, Pooler};
+pub use window::{split_windows, LongTextPolicy, TokenWindow};
+
+/// Configures and loads an [`Embedder`]; start with [`Embedder::builder`].
+#[derive(Debug, Clone)]
+pub struct EmbedderBuilder {
+    model: String,
+    locator: ModelLocator,
+    device: Device,
+    pooling: Option<PoolingMode>,
+    normalize: bool,
+    long_text: LongTextPolicy,
+    max_tokens: Option<usize>,
+    batch_size: usize,
+}
+
+impl EmbedderBuilder {
+    /// Where to look for the model (default: [`ModelLocator::from_env`]).
+    pub fn with_locator(mut self, locator: ModelLocator) -> Self {
+        self.locator = locator;
+        self
+    }
+
+    /// Device to run on (default: CPU).
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+
+    /// Overrides the pooling the model card asks for.
+    pub fn with_pooling(mut self, pooling: PoolingMode) -> Self {
+        self.pooling = Some(pooling);
+        self
+    }
+
+    /// Whether output vectors are scaled to unit length (default: true).
+    pub fn with_normalize(mut self, normalize: bool) -> Self {
+        self.normalize = normalize;
+        self
+    }
+
+    /// What happens to texts longer than one window (default: overlapping chunks of 64 tokens).
+    pub fn with_long_text(mut self, policy: LongTextPolicy) -> Self {
+        self.long_text = policy;
+        self
+    }
+
+    /// Tokens per window, special tokens included (default: the model card's `max_seq_length`,
+    /// else `max_position_embeddings`).
+    pub fn with_max_tokens(mut self, max_tokens: usize) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Windows per encoder call (default: 32).
+    pub fn with_batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size.max(1);
+        self
+    }
+
+    /// Resolves the model, checks tokenizer against weights, and loads both.
+    pub fn build(self) -> Result<Embedder> {
+        let files = self.locator.resolve(&self.model)?;
+        let encoder = BertEncoder::from_files(&files, &self.device)?;
+        let tokenizer = load_tokenizer(&files, encoder.config().vocab_size)?;
+        let card = ModelCardSettings::from_dir(&files.dir)?;
+        let model_max = encoder.config().max_position_embeddings;
+        let max_tokens = self.max_tokens.or(card.max_seq_length).unwrap_or(model_max).min(model_max);
+        Ok(Embedder {
+            pooling: self.pooling.unwrap_or(card.pooling),
+            normalize: self.normalize,
+            long_text: self.long_text,
+            max_tokens,
+            batch_size: self.batch_size,
+            encoder,
+            tokenizer,
+            card,
+            files,
+        })
+    }
+}
+
+/// Loads `tokenizer.json` with its own truncation and padding switched off (windows and padding
+/// are Augur's job) and checks that every id it can produce has an embedding row.
+fn load_tokenizer(files: &ModelFiles, model_vocab: usize) -> Result<Tokenizer> {
+    let mut tokenizer = Tokenizer::from_file(&files.tokenizer).map_err(|e| AugurError::Tokenizer {
+        context: files.tokenizer.display().to_string(),
+        message: e.to_string(),
+    })?;
+    tokenizer
+        .with_truncation(None)
+        .map_err(|e| AugurError::Tokenizer { context: files.tokenizer.display().to_string(), message: e.to_string() })?;
+    tokenizer.with_padding(None);
+    let tokenizer_vocab = tokenizer.get_vocab_size(true);
+    if tokenizer_vocab > model_vocab {
+        return Err(AugurError::VocabMismatch { file: files.tokenizer.clone(), tokenizer_vocab, model_vocab });
+    }
+    Ok(tokenizer)
+}
+
+/// A loaded model that turns texts into vectors. Cheap to share across threads (`&self` only).
+pub struct Embedder {
+    encoder: BertEncoder,
+    tokenizer: Tokenizer,
+    card: ModelCardSettings,
+    files: ModelFiles,
+    pooling: PoolingMode,
+    normalize: bool,
+    long_text: LongTextPolicy,
+    max_tokens: usize,
+    batch_size: usize,
+}
+
+impl Embedder {
+    /// Starts configuring an embedder for `model` (a directory, short name or repo id).
+    pub fn builder(model: impl Into<String>) -> EmbedderBuilder {
+        EmbedderBuilder {
+            model: model.into(),
+            locator: ModelLocator::from_env(),
+            device: Device::Cpu,
+            pooling: None,
+            normalize: true,
+            long_text: LongTextPolicy::default(),
+            max_tokens: None,
+            batch_size: 32,
+        }
+    }
+
+    /// Width of the output vectors.
+    pub fn dim(&self) -> usize {
+        self.encoder.config().hidden_size
+    }
+
+    /// The files the model was loaded from.
+    pub fn files(&self) -> &ModelFiles {
+        &self.files
+    }
+
+    /// The encoder.
+    pub fn encoder(&self) -> &BertEncoder {
+        &self.encoder
+    }
+
+    /// The tokenizer (truncation and padding off).
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    /// The settings read from the model card files.
+    pub fn card(&self) -> &ModelCardSettings {
+        &self.card
+    }
+
+    /// Pooling in use.
+    pub fn pooling(&self) -> PoolingMode {
+        self.pooling
+    }
+
+    /// Long-text policy in use.
+    pub fn long_text(&self) -> LongTextPolicy {
+        self.long_text
+    }
+
+    /// Tokens per window.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    /// Tokenizes `texts` (with the model's prefix for `kind`) in parallel and splits each into
+    /// windows. `result[i]` holds the windows of `texts[i]`.
+    pub fn windows<S: AsRef<str> + Sync>(&self, texts: &[S], kind: InputKind) -> Result<Vec<Vec<TokenWindow>>> {
+        let prefix = self.card.prefix(kind);
+        texts
+            .par_iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let input = format!("{prefix}{}", text.as_ref());
+                let encoding = self.tokenizer.encode(input, true).map_err(|e| AugurError::Tokenizer {
+                    context: format!("encoding text #{i}"),
+                    message: e.to_string(),
+                })?;
+                split_windows(i, encoding.get_ids(), encoding.get_special_tokens_mask(), self.max_tokens, self.long_text)
+            })
+            .collect()
+    }
+
+    /// Embeds `texts` as `kind`; `result[i]` is the vector of `texts[i]`.
+    pub fn embed<S: AsRef<str> + Sync>(&self, texts: &[S], kind: InputKind) -> Result<Vec<Vec<f32>>> {
+        let windows: Vec<TokenWindow> = self.windows(texts, kind)?.into_iter().flatten().collect();
+        let window_vectors = self.encode_windows(&windows)?;
+        let dim = self.dim();
+        let mut sums = vec![vec![0f32; dim]; texts.len()];
+        let mut weights = vec![0f32; texts.len()];
+        for (window, vector) in windows.iter().zip(&window_vectors) {
+            let weight = window.ids.len() as f32;
+            weights[window.text_index] += weight;
+            for (s, v) in sums[window.text_index].iter_mut().zip(vector) {
+                *s += weight * v;
+            }
+        }
+        for (sum, weight) in sums.iter_mut().zip(&weights) {
+            sum.iter_mut().for_each(|x| *x /= weight.max(f32::MIN_POSITIVE));
+            if self.normalize {
+                l2_normalize(sum);
+            }
+        }
+        Ok(sums)
+    }
+
+    /// Embeds one text.
+    pub fn embed_one(&self, text: &str, kind: InputKind) -> Result<Vec<f32>> {
+        Ok(self.embed(&[text], kind)?.remove(0))
+    }
+
+    /// Pools each window (un-normalised). Windows are sorted by length and run in buckets of
+    /// `batch_size`, each padded only to its own longest window; results come back in input order.
+    pub fn encode_windows(&self, windows: &[TokenWindow]) -> Result<Vec<Vec<f32>>> {
+        let mut order: Vec<usize> = (0..windows.len()).collect();
+        order.sort_by_key(|&i| windows[i].ids.len());
+        let mut out = vec![Vec::new(); windows.len()];
+        for bucket in order.chunks(self.batch_size) {
+            let rows: Vec<&[u32]> = bucket.iter().map(|&i| windows[i].ids.as_slice()).collect();
+            let pooled = self.encode_padded(&rows)?;
+            for (&i, vector) in bucket.iter().zip(pooled) {
+                out[i] = vector;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs one padded batch through the encoder and pooler.
+    fn encode_padded(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let seq = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+        let pad = self.encoder.config().pad_token_id;
+        let mut ids = Vec::with_capacity(rows.len() * seq);
+        let mut mask = Vec::with_capacity(rows.len() * seq);
+        for row in rows {
+            ids.extend_from_slice(row);
+            ids.extend(std::iter::repeat_n(pad, seq - row.len()));
+            mask.extend(std::iter::repeat_n(1u32, row.len()));
+            mask.extend(std::iter::repeat_n(0u32, seq - row.len()));
+        }
+        let device = self.encoder.device();
+        let ids = Tensor::from_vec(ids, (rows.len(), seq), device).context("building input_ids")?;
+        let mask = Tensor::from_vec(mask, (rows.len(), seq), device).context("building attention_mask")?;
+        let hidden = self.encoder.forward(&ids, &mask)?;
+        let pooled = pool::pooler_for(self.pooling).pool(&hidden, &mask)?;
+        pooled.to_vec2::<f32>().context("reading pooled vectors")
+    }
+}

@@ -1,0 +1,183 @@
+//! A BERT encoder written against Hugging Face weight names: every tensor is loaded through a
+//! `VarBuilder` prefix path (`embeddings.…`, `encoder.layer.N.attention.self.query.weight`, …), and
+//! every projection is a [`LoraLinear`] so adapters attach without renaming anything.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::{LayerNorm, VarBuilder};
+
+use crate::encoder::linear::LoraLinear;
+use crate::error::{AugurError, CandleContext, Result};
+use crate::model::config::{Activation, EncoderConfig};
+use crate::model::weights::check_weights;
+use crate::model::ModelFiles;
+
+/// Word, position and token-type embeddings followed by a layer norm.
+#[derive(Debug, Clone)]
+struct Embeddings {
+    word: Tensor,
+    position: Tensor,
+    token_type: Tensor,
+    norm: LayerNorm,
+}
+
+/// One transformer layer: self-attention and feed-forward, each with a residual and a layer norm.
+#[derive(Debug, Clone)]
+pub struct EncoderLayer {
+    /// `attention.self.query`.
+    pub query: LoraLinear,
+    /// `attention.self.key`.
+    pub key: LoraLinear,
+    /// `attention.self.value`.
+    pub value: LoraLinear,
+    /// `attention.output.dense`.
+    pub attention_output: LoraLinear,
+    attention_norm: LayerNorm,
+    /// `intermediate.dense`.
+    pub intermediate: LoraLinear,
+    /// `output.dense`.
+    pub output: LoraLinear,
+    output_norm: LayerNorm,
+}
+
+/// A BERT-family encoder (BERT, MiniLM, XLM-R/e5) producing the last hidden state.
+#[derive(Debug, Clone)]
+pub struct BertEncoder {
+    embeddings: Embeddings,
+    layers: Vec<EncoderLayer>,
+    config: EncoderConfig,
+    activation: Activation,
+    device: Device,
+}
+
+fn load_norm(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
+    let prefix = vb.prefix();
+    let weight = vb.get(size, "weight").with_context(|| format!("loading {prefix}.weight"))?;
+    let bias = vb.get(size, "bias").with_context(|| format!("loading {prefix}.bias"))?;
+    Ok(LayerNorm::new(weight, bias, eps))
+}
+
+impl BertEncoder {
+    /// Loads the encoder from resolved model files after checking the weights against the config.
+    pub fn from_files(files: &ModelFiles, device: &Device) -> Result<Self> {
+        let config = EncoderConfig::from_file(&files.config)?;
+        let prefix = check_weights(&files.weights, &config)?;
+        Self::from_safetensors(&files.weights, &files.config, config, &prefix, device)
+    }
+
+    fn from_safetensors(weights: &Path, config_path: &Path, config: EncoderConfig, prefix: &str, device: &Device) -> Result<Self> {
+        // SAFETY: the file is memory-mapped read-only; Augur never writes model files while loading.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) }
+            .with_context(|| format!("opening {}", weights.display()))?;
+        let vb = match prefix.trim_end_matches('.') {
+            "" => vb,
+            p => vb.pp(p),
+        };
+        let activation = config.activation(config_path)?;
+        Self::load(vb, config, activation)
+    }
+
+    /// Loads from a `VarBuilder` rooted where `embeddings.*` and `encoder.*` live.
+    pub fn load(vb: VarBuilder, config: EncoderConfig, activation: Activation) -> Result<Self> {
+        let (h, eps) = (config.hidden_size, config.layer_norm_eps);
+        let e = vb.pp("embeddings");
+        let embeddings = Embeddings {
+            word: e.get((config.vocab_size, h), "word_embeddings.weight").context("loading embeddings.word_embeddings.weight")?,
+            position: e
+                .get((config.max_position_embeddings, h), "position_embeddings.weight")
+                .context("loading embeddings.position_embeddings.weight")?,
+            token_type: e
+                .get((config.type_vocab_size, h), "token_type_embeddings.weight")
+                .context("loading embeddings.token_type_embeddings.weight")?,
+            norm: load_norm(&e.pp("LayerNorm"), h, eps)?,
+        };
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| {
+                let l = vb.pp(format!("encoder.layer.{i}"));
+                let i_dim = config.intermediate_size;
+                Ok(EncoderLayer {
+                    query: LoraLinear::load(l.pp("attention.self.query"), h, h)?,
+                    key: LoraLinear::load(l.pp("attention.self.key"), h, h)?,
+                    value: LoraLinear::load(l.pp("attention.self.value"), h, h)?,
+                    attention_output: LoraLinear::load(l.pp("attention.output.dense"), h, h)?,
+                    attention_norm: load_norm(&l.pp("attention.output.LayerNorm"), h, eps)?,
+                    intermediate: LoraLinear::load(l.pp("intermediate.dense"), h, i_dim)?,
+                    output: LoraLinear::load(l.pp("output.dense"), i_dim, h)?,
+                    output_norm: load_norm(&l.pp("output.LayerNorm"), h, eps)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { embeddings, layers, config, activation, device: vb.device().clone() })
+    }
+
+    /// The architecture this encoder was loaded with.
+    pub fn config(&self) -> &EncoderConfig {
+        &self.config
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The transformer layers, in order.
+    pub fn layers(&self) -> &[EncoderLayer] {
+        &self.layers
+    }
+
+    /// Runs the encoder. `input_ids` and `attention_mask` are `[batch, seq]` (u32); positions whose
+    /// mask is 0 are never attended to, so padding does not change the other positions' states.
+    /// Returns the last hidden state `[batch, seq, hidden]`.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let (batch, seq) = input_ids.dims2().context("input_ids must be [batch, seq]")?;
+        if seq > self.config.max_position_embeddings {
+            return Err(AugurError::InvalidArgument(format!(
+                "sequence of {seq} tokens exceeds max_position_embeddings {}",
+                self.config.max_position_embeddings
+            )));
+        }
+        let mut hidden = self.embed(input_ids, batch, seq).context("embeddings")?;
+        // Additive mask: 0 where attended, the most negative float where padding.
+        let mask = attention_mask.to_dtype(DType::F32).context("attention mask")?;
+        let mask_bias = ((mask - 1.0).context("attention mask")? * f64::from(f32::MAX))
+            .and_then(|m| m.reshape((batch, 1, 1, seq)))
+            .context("attention mask")?;
+        for (i, layer) in self.layers.iter().enumerate() {
+            hidden = self.layer_forward(layer, &hidden, &mask_bias).with_context(|| format!("encoder.layer.{i}"))?;
+        }
+        Ok(hidden)
+    }
+
+    fn embed(&self, input_ids: &Tensor, batch: usize, seq: usize) -> candle_core::Result<Tensor> {
+        let h = self.config.hidden_size;
+        let words = self.embeddings.word.index_select(&input_ids.flatten_all()?, 0)?.reshape((batch, seq, h))?;
+        let positions = self.embeddings.position.narrow(0, 0, seq)?;
+        let token_type = self.embeddings.token_type.get(0)?;
+        let summed = words.broadcast_add(&positions)?.broadcast_add(&token_type)?;
+        self.embeddings.norm.forward(&summed)
+    }
+
+    fn layer_forward(&self, layer: &EncoderLayer, hidden: &Tensor, mask_bias: &Tensor) -> candle_core::Result<Tensor> {
+        let (batch, seq, h) = hidden.dims3()?;
+        let heads = self.config.num_attention_heads;
+        let head_dim = self.config.head_dim();
+        let split_heads = |x: Tensor| -> candle_core::Result<Tensor> {
+            x.reshape((batch, seq, heads, head_dim))?.transpose(1, 2)?.contiguous()
+        };
+        let q = split_heads(layer.query.forward(hidden)?)?;
+        let k = split_heads(layer.key.forward(hidden)?)?;
+        let v = split_heads(layer.value.forward(hidden)?)?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (head_dim as f64).sqrt()))?.broadcast_add(mask_bias)?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq, h))?;
+        let attended = layer.attention_norm.forward(&(layer.attention_output.forward(&context)? + hidden)?)?;
+        let inner = layer.intermediate.forward(&attended)?;
+        let inner = match self.activation {
+            Activation::GeluErf => inner.gelu_erf()?,
+            Activation::GeluTanh => inner.gelu()?,
+            Activation::Relu => inner.relu()?,
+        };
+        layer.output_norm.forward(&(layer.output.forward(&inner)? + attended)?)
+    }
+}

@@ -1,0 +1,7 @@
+//! The transformer encoder: BERT-family forward pass over Hugging Face weight names.
+
+pub mod bert;
+pub mod linear;
+
+pub use bert::{BertEncoder, EncoderLayer};
+pub use linear::{LoraLinear, LoraPair};
