@@ -2,6 +2,7 @@
 //! cache (offline), in that order; downloading only when asked for.
 
 pub mod config;
+pub mod provenance;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ pub const PROVISION_HINT: &str =
      point --model at a local Hugging Face model directory, or allow downloading (--allow-download, built with `--features download`)";
 
 /// Short names of the models `models/fetch` provisions, with their Hugging Face repo ids.
-const KNOWN_MODELS: &[(&str, &str)] = &[
+pub const KNOWN_MODELS: &[(&str, &str)] = &[
     ("multilingual-e5-small", "intfloat/multilingual-e5-small"),
     ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"),
 ];

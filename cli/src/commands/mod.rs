@@ -1,0 +1,26 @@
+//! One module per subcommand.
+
+pub mod embed;
+pub mod models;
+
+use augur_core::ModelLocator;
+
+/// Model selection flags shared by every command that loads a model.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model: a local directory, a short name (multilingual-e5-small, all-MiniLM-L6-v2) or a
+    /// Hugging Face repo id found in the local cache.
+    #[arg(long, default_value = augur_core::DEFAULT_MODEL)]
+    pub model: String,
+    /// Allow downloading the model from the Hugging Face hub if it is not found locally
+    /// (needs a build with `--features download`).
+    #[arg(long)]
+    pub allow_download: bool,
+}
+
+impl ModelArgs {
+    /// The locator these flags describe.
+    pub fn locator(&self) -> ModelLocator {
+        ModelLocator::from_env().with_allow_download(self.allow_download)
+    }
+}

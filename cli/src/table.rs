@@ -1,0 +1,88 @@
+//! Reading and writing tables (CSV, Parquet, NDJSON) by file extension, with errors that name
+//! the file and column.
+
+use std::fs::File;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use polars::prelude::{
+    CsvReadOptions, CsvWriter, DataFrame, JsonFormat, JsonReader, JsonWriter, ParquetReader, ParquetWriter, SerReader,
+    SerWriter, StringChunked,
+};
+
+/// A table file format, chosen by extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `.csv`
+    Csv,
+    /// `.parquet`
+    Parquet,
+    /// `.ndjson` / `.jsonl`
+    NdJson,
+}
+
+impl Format {
+    /// The format of `path`, from its extension.
+    pub fn of(path: &Path) -> Result<Self> {
+        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        match ext.as_str() {
+            "csv" => Ok(Format::Csv),
+            "parquet" | "pq" => Ok(Format::Parquet),
+            "ndjson" | "jsonl" => Ok(Format::NdJson),
+            other => bail!(
+                "{}: cannot tell the table format from extension `.{other}`; expected .csv, .parquet or .ndjson/.jsonl",
+                path.display()
+            ),
+        }
+    }
+}
+
+/// Reads a whole table.
+pub fn read_table(path: &Path) -> Result<DataFrame> {
+    let format = Format::of(path)?;
+    let open = || File::open(path).with_context(|| format!("{}: cannot open", path.display()));
+    let df = match format {
+        Format::Csv => CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(10_000))
+            .try_into_reader_with_file_path(Some(path.to_path_buf()))?
+            .finish(),
+        Format::Parquet => ParquetReader::new(open()?).finish(),
+        Format::NdJson => JsonReader::new(open()?).with_json_format(JsonFormat::JsonLines).finish(),
+    };
+    df.with_context(|| format!("{}: cannot read as {format:?}", path.display()))
+}
+
+/// Writes `df` to `path` (format from the extension) through a temporary file, so the output
+/// appears under its final name only when complete.
+pub fn write_table(df: &mut DataFrame, path: &Path) -> Result<()> {
+    let format = Format::of(path)?;
+    let partial = path.with_extension(format!(
+        "{}.partial",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("out")
+    ));
+    let mut file = File::create(&partial).with_context(|| format!("{}: cannot create", partial.display()))?;
+    let written = match format {
+        Format::Csv => CsvWriter::new(&mut file).include_header(true).finish(df),
+        Format::Parquet => ParquetWriter::new(&mut file).finish(df).map(|_| ()),
+        Format::NdJson => JsonWriter::new(&mut file).with_json_format(JsonFormat::JsonLines).finish(df),
+    };
+    written.with_context(|| format!("{}: cannot write as {format:?}", path.display()))?;
+    drop(file);
+    std::fs::rename(&partial, path).with_context(|| format!("{}: cannot move into place", path.display()))
+}
+
+/// The column `name` as strings, or an error listing the columns that exist.
+pub fn string_column<'a>(df: &'a DataFrame, name: &str, file: &Path, flag: &str) -> Result<&'a StringChunked> {
+    let Ok(column) = df.column(name) else {
+        let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
+        bail!(
+            "{}: no column `{name}`; columns are: {}. Choose one with {flag}",
+            file.display(),
+            names.join(", ")
+        );
+    };
+    column.str().with_context(|| {
+        format!("{}: column `{name}` must hold text, found {}", file.display(), column.dtype())
+    })
+}
