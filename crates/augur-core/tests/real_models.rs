@@ -1,0 +1,161 @@
+//! Behaviour of the real provisioned models (run `models/fetch` first): parity with Python
+//! sentence-transformers, padding invariance, batching order, long-text chunking, prefixes.
+
+mod support;
+
+use augur_core::embed::cosine;
+use augur_core::{Embedder, InputKind, LongTextPolicy, ModelLocator};
+use candle_core::{Device, Tensor};
+use serde::Deserialize;
+use support::{e5, minilm, real_model_dir};
+
+#[derive(Deserialize)]
+struct Reference {
+    items: Vec<ReferenceItem>,
+}
+
+#[derive(Deserialize)]
+struct ReferenceItem {
+    text: String,
+    input_ids: Vec<u32>,
+    embedding: Vec<f32>,
+}
+
+fn reference() -> Reference {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference/minilm_sentence_transformers.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn minilm_tokens_match_sentence_transformers() {
+    let reference = reference();
+    let texts: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
+    let windows = minilm().windows(&texts, InputKind::Passage).unwrap();
+    for (item, w) in reference.items.iter().zip(&windows) {
+        assert_eq!(w.len(), 1, "{:?} should fit one window", item.text);
+        assert_eq!(w[0].ids, item.input_ids, "token ids of {:?}", item.text);
+    }
+}
+
+#[test]
+fn minilm_embeddings_match_sentence_transformers() {
+    let reference = reference();
+    let texts: Vec<&str> = reference.items.iter().map(|i| i.text.as_str()).collect();
+    let ours = minilm().embed(&texts, InputKind::Passage).unwrap();
+    assert!(reference.items.len() >= 16);
+    for (item, v) in reference.items.iter().zip(&ours) {
+        let c = cosine(v, &item.embedding);
+        assert!(c >= 0.9999, "cosine {c:.6} < 0.9999 for {:?}", item.text);
+    }
+}
+
+/// Runs the encoder on one row padded to `pad_to` and returns the real positions' states.
+fn hidden_with_padding(embedder: &Embedder, ids: &[u32], pad_to: usize) -> Vec<Vec<f32>> {
+    let pad = embedder.encoder().config().pad_token_id;
+    let mut row = ids.to_vec();
+    row.resize(pad_to, pad);
+    let mask: Vec<u32> = (0..pad_to).map(|i| u32::from(i < ids.len())).collect();
+    let ids_t = Tensor::from_vec(row, (1, pad_to), &Device::Cpu).unwrap();
+    let mask_t = Tensor::from_vec(mask, (1, pad_to), &Device::Cpu).unwrap();
+    let hidden = embedder.encoder().forward(&ids_t, &mask_t).unwrap();
+    hidden.squeeze(0).unwrap().narrow(0, 0, ids.len()).unwrap().to_vec2().unwrap()
+}
+
+#[test]
+fn padding_changes_no_hidden_state_and_no_embedding() {
+    let model = e5();
+    let text = "客户确认产线升级预算已批复，当前PLC型号为西门子S7-1500";
+    let ids = model.windows(&[text], InputKind::Passage).unwrap().remove(0).remove(0).ids;
+    let plain = hidden_with_padding(model, &ids, ids.len());
+    let padded = hidden_with_padding(model, &ids, ids.len() + 37);
+    let max_diff = plain.iter().flatten().zip(padded.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+    assert!(max_diff < 1e-4, "padding moved a hidden state by {max_diff}");
+
+    // Through the public API: alone (no padding) vs batched with a much longer text.
+    let long = "We're also talking to Rockwell about the MES piece, and the compliance audit next quarter means they need SOC 2 documentation before the end of the month.";
+    let alone = model.embed(&[text], InputKind::Passage).unwrap().remove(0);
+    let batched = model.embed(&[long, text], InputKind::Passage).unwrap().remove(1);
+    let c = cosine(&alone, &batched);
+    assert!(c > 0.99999, "batching with padding changed the embedding (cosine {c})");
+}
+
+#[test]
+fn batched_output_order_equals_input_order() {
+    let texts = [
+        "ok",
+        "预算还没批下来，要等董事会。",
+        "We are not looking at other vendors right now.",
+        "客户：报价单什么时候能发过来？",
+        "compliance audit next quarter",
+        "下月初安排技术交流",
+        "Ticket #4471 is past its 24h SLA and nobody has replied, the customer is furious.",
+    ];
+    let embedder = Embedder::builder(real_model_dir("multilingual-e5-small").display().to_string())
+        .with_locator(ModelLocator::empty())
+        .with_batch_size(3)
+        .build()
+        .unwrap();
+    let batched = embedder.embed(&texts, InputKind::Passage).unwrap();
+    for (text, b) in texts.iter().zip(&batched) {
+        let single = e5().embed_one(text, InputKind::Passage).unwrap();
+        let c = cosine(&single, b);
+        assert!(c > 0.99999, "{text:?}: batched vector is not the text's own (cosine {c})");
+    }
+}
+
+#[test]
+fn long_notes_are_chunked_so_their_ending_counts() {
+    let head = "拜访张总，他们今年的重点是把三个工厂的设备数据打通，目前用的是金蝶的ERP，MES还是自己开发的老系统。".repeat(30);
+    let ending_a = "最后张总说预算已经批复了，下个月签合同。";
+    let ending_b = "最后张总说公司决定明年不续约了，转用竞品。";
+    let (a, b) = (format!("{head}{ending_a}"), format!("{head}{ending_b}"));
+    assert!(a.chars().count() > 1500);
+    let windows = e5().windows(&[a.as_str()], InputKind::Passage).unwrap().remove(0);
+    assert!(windows.len() >= 2, "a {}-char note should need several windows", a.chars().count());
+    assert!(windows.iter().all(|w| w.ids.len() <= e5().max_tokens()));
+
+    let chunked = e5().embed(&[a.as_str(), b.as_str()], InputKind::Passage).unwrap();
+    assert!(cosine(&chunked[0], &chunked[1]) < 0.9999, "chunking must let the note's ending change its vector");
+
+    let truncating = Embedder::builder(real_model_dir("multilingual-e5-small").display().to_string())
+        .with_locator(ModelLocator::empty())
+        .with_long_text(LongTextPolicy::Truncate)
+        .build()
+        .unwrap();
+    let cut = truncating.embed(&[a.as_str(), b.as_str()], InputKind::Passage).unwrap();
+    assert!(cosine(&cut[0], &cut[1]) > 0.99999, "truncation ignores everything past the first window");
+}
+
+#[test]
+fn e5_prefixes_come_from_the_model_card_and_matter() {
+    let model = e5();
+    assert_eq!(model.card().prefix(InputKind::Query), "query: ");
+    assert_eq!(model.card().prefix(InputKind::Passage), "passage: ");
+    let q = model.embed_one("budget approved", InputKind::Query).unwrap();
+    let p = model.embed_one("budget approved", InputKind::Passage).unwrap();
+    assert!(cosine(&q, &p) < 0.9999, "query and passage prefixes must give different vectors");
+    let norm: f32 = q.iter().map(|x| x * x).sum::<f32>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-5, "vectors are L2-normalised, norm {norm}");
+}
+
+#[test]
+fn e5_places_chinese_and_english_paraphrases_together() {
+    let model = e5();
+    let v = model
+        .embed(
+            &[
+                "产线升级预算已批复",
+                "生产线改造的预算批下来了",
+                "今天天气很好，我们去公园散步。",
+                "The budget for the line upgrade has been approved.",
+                "The weather is nice today, let's walk in the park.",
+            ],
+            InputKind::Passage,
+        )
+        .unwrap();
+    // Same language: the paraphrase beats the unrelated sentence.
+    assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]) + 0.05);
+    // Across languages: the translation beats the unrelated English sentence.
+    let (same, other) = (cosine(&v[0], &v[3]), cosine(&v[0], &v[4]));
+    assert!(same > other + 0.03, "zh/en paraphrase {same:.3} should beat an unrelated English sentence {other:.3}");
+}
