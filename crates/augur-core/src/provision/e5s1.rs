@@ -316,6 +316,10 @@ pub fn convert_e5s1(e5s1: &Path, tokenizer: &Path, out_dir: &Path) -> Result<Con
 
     let mut config_json = serde_json::to_value(config).expect("config serialises");
     config_json["architectures"] = json!(["BertModel"]);
+    // Fields other BERT loaders (transformers, candle-transformers) require; unused at inference.
+    config_json["hidden_dropout_prob"] = json!(0.1);
+    config_json["attention_probs_dropout_prob"] = json!(0.1);
+    config_json["initializer_range"] = json!(0.02);
     config_json["_source"] = json!(format!("converted by augur from E5S1 v{} ({})", file.header.version, file.path.display()));
     let files = [
         ("config.json", config_json),

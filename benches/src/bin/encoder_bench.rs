@@ -1,0 +1,148 @@
+//! Encoder throughput: Augur's encoder vs stock candle-transformers BertModel on the same token
+//! ids, same length-sorted buckets, same mean pooling, in one run.
+//!
+//! cargo run -p augur-benches --bin encoder_bench -- [--model DIR] [--corpus FILE] [--limit N]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use augur_benches::{first_windows, CandleBaseline};
+use augur_core::embed::TokenWindow;
+use augur_core::{Embedder, InputKind, LongTextPolicy, ModelLocator};
+
+struct Args {
+    model: PathBuf,
+    corpus: PathBuf,
+    limit: usize,
+    max_tokens: usize,
+    batch_sizes: Vec<usize>,
+    single_runs: usize,
+}
+
+fn parse_args() -> Result<Args> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut args = Args {
+        model: root.join("models/multilingual-e5-small"),
+        corpus: root.join("benches/corpus/encoder_corpus.jsonl"),
+        limit: usize::MAX,
+        max_tokens: 256,
+        batch_sizes: vec![1, 8, 32],
+        single_runs: 30,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--model" => args.model = value()?.into(),
+            "--corpus" => args.corpus = value()?.into(),
+            "--limit" => args.limit = value()?.parse()?,
+            "--max-tokens" => args.max_tokens = value()?.parse()?,
+            "--batch-sizes" => args.batch_sizes = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            "--single-runs" => args.single_runs = value()?.parse()?,
+            "-h" | "--help" => {
+                println!("encoder_bench [--model DIR] [--corpus FILE.jsonl] [--limit N] [--max-tokens 256] [--batch-sizes 1,8,32] [--single-runs 30]");
+                std::process::exit(0);
+            }
+            other => bail!("unknown flag {other}; see --help"),
+        }
+    }
+    Ok(args)
+}
+
+fn load_corpus(path: &PathBuf, limit: usize) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    text.lines()
+        .take(limit)
+        .enumerate()
+        .map(|(i, line)| {
+            let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}: line {}", path.display(), i + 1))?;
+            v["text"].as_str().map(str::to_string).with_context(|| format!("{}: line {}: no `text`", path.display(), i + 1))
+        })
+        .collect()
+}
+
+/// Runs `encode` over `ids` in length-sorted buckets of `batch`; returns seconds.
+fn time_buckets(ids: &[Vec<u32>], batch: usize, mut encode: impl FnMut(&[&[u32]]) -> Result<()>) -> Result<f64> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i].len());
+    let start = Instant::now();
+    for bucket in order.chunks(batch) {
+        let rows: Vec<&[u32]> = bucket.iter().map(|&i| ids[i].as_slice()).collect();
+        encode(&rows)?;
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let texts = load_corpus(&args.corpus, args.limit)?;
+    let build = |batch: usize| {
+        Embedder::builder(args.model.display().to_string())
+            .with_locator(ModelLocator::empty())
+            .with_long_text(LongTextPolicy::Truncate)
+            .with_max_tokens(args.max_tokens)
+            .with_batch_size(batch)
+            .build()
+    };
+    let augur = build(32)?;
+    let baseline = CandleBaseline::load(&args.model)?;
+    let ids = first_windows(augur.windows(&texts, InputKind::Passage)?);
+    let tokens: usize = ids.iter().map(Vec::len).sum();
+    println!(
+        "corpus: {} texts, {tokens} tokens (mean {:.1}, truncated at {}), model {}",
+        texts.len(),
+        tokens as f64 / texts.len() as f64,
+        args.max_tokens,
+        args.model.display()
+    );
+    println!("threads: {} (candle/gemm), machine: {} cores", rayon_threads(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!("{:>5} | {:>14} {:>14} | {:>14} {:>14} | {:>6}", "batch", "augur texts/s", "tokens/s", "candle texts/s", "tokens/s", "ratio");
+    for &batch in &args.batch_sizes {
+        let embedder = build(batch)?;
+        let windows: Vec<TokenWindow> = ids.iter().enumerate().map(|(i, w)| TokenWindow { text_index: i, ids: w.clone() }).collect();
+        let ours = {
+            let start = Instant::now();
+            embedder.encode_windows(&windows)?;
+            start.elapsed().as_secs_f64()
+        };
+        let theirs = time_buckets(&ids, batch, |rows| baseline.embed_rows(rows).map(|_| ()))?;
+        let n = texts.len() as f64;
+        println!(
+            "{batch:>5} | {:>14.1} {:>14.0} | {:>14.1} {:>14.0} | {:>5.2}x",
+            n / ours,
+            tokens as f64 / ours,
+            n / theirs,
+            tokens as f64 / theirs,
+            theirs / ours
+        );
+    }
+    let message = "客户说产线升级的预算已经批下来了";
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..args.single_runs {
+        let start = Instant::now();
+        augur.embed_one(message, InputKind::Passage)?;
+        ours.push(start.elapsed().as_secs_f64() * 1e3);
+        let start = Instant::now();
+        let w = first_windows(augur.windows(&[message], InputKind::Passage)?);
+        baseline.embed_rows(&[w[0].as_slice()])?;
+        theirs.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let (ours, theirs) = (median(ours), median(theirs));
+    println!(
+        "single message ({} chars) p50: augur {ours:.1} ms, candle {theirs:.1} ms, ratio {:.2}x",
+        message.chars().count(),
+        theirs / ours
+    );
+    Ok(())
+}
+
+fn rayon_threads() -> usize {
+    candle_core::utils::get_num_threads()
+}
