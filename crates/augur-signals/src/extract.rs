@@ -1,0 +1,293 @@
+//! The extractor: segment → embed clauses → per-signal probabilities → speaker rule →
+//! attributes and dates → hits with evidence spans; plus per-note sentiment.
+
+use std::collections::BTreeMap;
+
+use augur_core::{Embedder, InputKind};
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use crate::classify::{FitSettings, HeadTraining, LogisticHeads};
+use crate::dates::DateResolver;
+use crate::error::Result;
+use crate::pack::{SignalKind, SignalPack, SpeakerScope};
+use crate::segment::{ClauseSegmenter, Segment, Segmenter, Speaker};
+
+/// One text to analyse.
+#[derive(Debug, Clone, Default)]
+pub struct Note {
+    /// The note's id.
+    pub id: String,
+    /// The account it belongs to.
+    pub account_id: Option<String>,
+    /// The note's date, for resolving 「下个月」 and "next quarter".
+    pub date: Option<NaiveDate>,
+    /// The text.
+    pub text: String,
+}
+
+impl Note {
+    /// A note with just an id and text.
+    pub fn new(id: impl Into<String>, text: impl Into<String>) -> Self {
+        Self { id: id.into(), text: text.into(), ..Self::default() }
+    }
+
+    /// Sets the account.
+    pub fn with_account(mut self, account_id: impl Into<String>) -> Self {
+        self.account_id = Some(account_id.into());
+        self
+    }
+
+    /// Sets the date.
+    pub fn with_date(mut self, date: NaiveDate) -> Self {
+        self.date = Some(date);
+        self
+    }
+}
+
+/// A signal found in a clause, with its evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct Hit {
+    /// Note id.
+    pub note_id: String,
+    /// Account id, if given.
+    pub account_id: Option<String>,
+    /// Signal id.
+    pub signal: String,
+    /// Buying, risk or info.
+    pub kind: SignalKind,
+    /// Calibrated probability (0..1).
+    pub probability: f32,
+    /// The clause that carries the signal.
+    pub evidence: String,
+    /// Evidence start, in chars of the note text.
+    pub char_start: usize,
+    /// Evidence end (exclusive), in chars.
+    pub char_end: usize,
+    /// Evidence start, in bytes.
+    pub byte_start: usize,
+    /// Evidence end (exclusive), in bytes.
+    pub byte_end: usize,
+    /// Who said it.
+    pub speaker: Speaker,
+    /// Attributes extracted from the evidence (`plc_model`, `competitor`, `when`, ...).
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Everything found in one note.
+#[derive(Debug, Clone, Serialize)]
+pub struct NoteSignals {
+    /// Note id.
+    pub note_id: String,
+    /// Signals, in text order.
+    pub hits: Vec<Hit>,
+    /// Sentiment of the customer's side, −1 (negative) .. 1 (positive); 0 when nothing was said.
+    pub sentiment: f32,
+    /// Number of clauses analysed.
+    pub segments: usize,
+}
+
+/// Configures a [`SignalExtractor`].
+pub struct SignalExtractorBuilder {
+    embedder: Embedder,
+    pack: SignalPack,
+    segmenter: Box<dyn Segmenter>,
+    threshold: f32,
+    fit: FitSettings,
+}
+
+impl SignalExtractorBuilder {
+    /// The signal pack (default: the built-in B2B pack).
+    pub fn with_pack(mut self, pack: SignalPack) -> Self {
+        self.pack = pack;
+        self
+    }
+
+    /// How texts are split into clauses (default: [`ClauseSegmenter`]).
+    pub fn with_segmenter(mut self, segmenter: impl Segmenter + 'static) -> Self {
+        self.segmenter = Box::new(segmenter);
+        self
+    }
+
+    /// Probability above which a signal fires when the pack sets no threshold (default 0.5).
+    pub fn with_threshold(mut self, threshold: f32) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// Optimiser settings of the few-shot heads.
+    pub fn with_fit_settings(mut self, fit: FitSettings) -> Self {
+        self.fit = fit;
+        self
+    }
+
+    /// Embeds the pack's examples and fits the heads.
+    pub fn build(self) -> Result<SignalExtractor> {
+        let (training, sentiment_heads) = training_data(&self.pack);
+        let texts: Vec<&str> = training.iter().map(|(t, _)| t.as_str()).collect();
+        let features = self.embedder.embed(&texts, InputKind::Query)?;
+        let heads_count = self.pack.signals.len() + sentiment_heads;
+        let mut labels = vec![vec![0f32; texts.len()]; heads_count];
+        let mut weights = vec![vec![0f32; texts.len()]; heads_count];
+        for (i, (_, roles)) in training.iter().enumerate() {
+            for &(head, label, weight) in roles {
+                labels[head][i] = label;
+                weights[head][i] = weight;
+            }
+        }
+        balance(&mut weights, &labels);
+        let heads = LogisticHeads::fit(&HeadTraining { features, labels, weights }, self.fit)?;
+        Ok(SignalExtractor {
+            embedder: self.embedder,
+            pack: self.pack,
+            segmenter: self.segmenter,
+            heads,
+            threshold: self.threshold,
+            dates: DateResolver::default(),
+        })
+    }
+}
+
+/// Each training text with `(head, label, weight)` for every head it takes part in.
+type Training = Vec<(String, Vec<(usize, f32, f32)>)>;
+
+/// Weight of a signal's own hard negatives relative to other negatives.
+const HARD_NEGATIVE_WEIGHT: f32 = 3.0;
+
+/// Builds the training set: for each signal, its examples are positives; its hard negatives, the
+/// other signals' examples and negatives, and neutral sentiment examples are negatives. The last
+/// two heads are positive and negative sentiment.
+fn training_data(pack: &SignalPack) -> (Training, usize) {
+    let n = pack.signals.len();
+    let (pos_head, neg_head) = (n, n + 1);
+    let mut rows: Training = Vec::new();
+    for (s, signal) in pack.signals.iter().enumerate() {
+        for text in &signal.examples {
+            let roles = (0..n).map(|h| if h == s { (h, 1.0, 1.0) } else { (h, 0.0, 1.0) }).collect();
+            rows.push((text.clone(), roles));
+        }
+        for text in &signal.negatives {
+            let roles = (0..n).map(|h| (h, 0.0, if h == s { HARD_NEGATIVE_WEIGHT } else { 1.0 })).collect();
+            rows.push((text.clone(), roles));
+        }
+    }
+    let sentiment = &pack.sentiment;
+    for (texts, pos, neg) in [(&sentiment.positive, 1.0, 0.0), (&sentiment.negative, 0.0, 1.0), (&sentiment.neutral, 0.0, 0.0)] {
+        for text in texts {
+            let mut roles: Vec<(usize, f32, f32)> = (0..n).map(|h| (h, 0.0, 1.0)).collect();
+            roles.push((pos_head, pos, 1.0));
+            roles.push((neg_head, neg, 1.0));
+            rows.push((text.clone(), roles));
+        }
+    }
+    (rows, 2)
+}
+
+/// Rescales each head's weights so positives and negatives count equally.
+fn balance(weights: &mut [Vec<f32>], labels: &[Vec<f32>]) {
+    for (w, y) in weights.iter_mut().zip(labels) {
+        let pos: f32 = w.iter().zip(y).filter(|(_, y)| **y > 0.5).map(|(w, _)| w).sum();
+        let neg: f32 = w.iter().zip(y).filter(|(_, y)| **y <= 0.5).map(|(w, _)| w).sum();
+        for (wi, yi) in w.iter_mut().zip(y) {
+            *wi /= if *yi > 0.5 { pos.max(f32::MIN_POSITIVE) } else { neg.max(f32::MIN_POSITIVE) };
+        }
+    }
+}
+
+/// Finds signals in notes. Load once, call from many threads (`&self`).
+pub struct SignalExtractor {
+    embedder: Embedder,
+    pack: SignalPack,
+    segmenter: Box<dyn Segmenter>,
+    heads: LogisticHeads,
+    threshold: f32,
+    dates: DateResolver,
+}
+
+impl SignalExtractor {
+    /// Starts configuring an extractor on a loaded embedder.
+    pub fn builder(embedder: Embedder) -> SignalExtractorBuilder {
+        SignalExtractorBuilder {
+            embedder,
+            pack: SignalPack::builtin(),
+            segmenter: Box::new(ClauseSegmenter::default()),
+            threshold: 0.5,
+            fit: FitSettings::default(),
+        }
+    }
+
+    /// The pack in use.
+    pub fn pack(&self) -> &SignalPack {
+        &self.pack
+    }
+
+    /// The embedder in use.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Signals in one note.
+    pub fn extract(&self, note: &Note) -> Result<NoteSignals> {
+        Ok(self.extract_batch(std::slice::from_ref(note))?.remove(0))
+    }
+
+    /// Signals in many notes; all clauses are embedded together in length-sorted batches.
+    /// `result[i]` belongs to `notes[i]`.
+    pub fn extract_batch(&self, notes: &[Note]) -> Result<Vec<NoteSignals>> {
+        let segmented: Vec<Vec<Segment>> = notes.iter().map(|n| self.segmenter.segment(&n.text)).collect();
+        let clauses: Vec<&str> = segmented.iter().flatten().map(|s| s.text.as_str()).collect();
+        let vectors = self.embedder.embed(&clauses, InputKind::Query)?;
+        let mut vectors = vectors.into_iter();
+        let n_signals = self.pack.signals.len();
+        let mut out = Vec::with_capacity(notes.len());
+        for (note, segments) in notes.iter().zip(segmented) {
+            let mut hits = Vec::new();
+            let mut sentiment_sum = 0f32;
+            let mut sentiment_count = 0usize;
+            for segment in &segments {
+                let probabilities = self.heads.probabilities(&vectors.next().expect("one vector per clause"));
+                if segment.speaker != Speaker::Rep {
+                    sentiment_sum += probabilities[n_signals] - probabilities[n_signals + 1];
+                    sentiment_count += 1;
+                }
+                for (signal, &p) in self.pack.signals.iter().zip(&probabilities[..n_signals]) {
+                    if p < signal.threshold.unwrap_or(self.threshold) {
+                        continue;
+                    }
+                    if signal.speaker == SpeakerScope::Customer && segment.speaker == Speaker::Rep {
+                        continue;
+                    }
+                    let mut attributes: BTreeMap<String, String> =
+                        signal.attributes.iter().filter_map(|a| a.extract(&segment.text).map(|v| (a.name().to_string(), v))).collect();
+                    if let Some(anchor) = note.date {
+                        if let Some(when) = self.dates.resolve(&segment.text, anchor) {
+                            attributes.insert("when".into(), when.date.to_string());
+                            attributes.insert("when_text".into(), when.text);
+                        }
+                    }
+                    hits.push(Hit {
+                        note_id: note.id.clone(),
+                        account_id: note.account_id.clone(),
+                        signal: signal.id.clone(),
+                        kind: signal.kind,
+                        probability: p,
+                        evidence: segment.text.clone(),
+                        char_start: segment.char_start,
+                        char_end: segment.char_end,
+                        byte_start: segment.byte_start,
+                        byte_end: segment.byte_end,
+                        speaker: segment.speaker,
+                        attributes,
+                    });
+                }
+            }
+            out.push(NoteSignals {
+                note_id: note.id.clone(),
+                hits,
+                sentiment: if sentiment_count == 0 { 0.0 } else { sentiment_sum / sentiment_count as f32 },
+                segments: segments.len(),
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,303 @@
+//! Segmentation: a note or chat log becomes clauses with char and byte offsets, each attributed
+//! to a speaker role when the text has speaker turns (`客户：`, `Rep:`, `[10:02] Name:`).
+
+use regex::Regex;
+use serde::Serialize;
+
+/// Who said a segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Speaker {
+    /// The customer's side.
+    Customer,
+    /// Our side (sales rep, support agent).
+    Rep,
+    /// No speaker turn (a visit note, a ticket field): written about the customer.
+    Unknown,
+}
+
+impl Speaker {
+    /// Lower-case name, as written in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Speaker::Customer => "customer",
+            Speaker::Rep => "rep",
+            Speaker::Unknown => "unknown",
+        }
+    }
+}
+
+/// One clause of a text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Segment {
+    /// The clause text (a slice of the input).
+    pub text: String,
+    /// Start, in Unicode scalar values from the start of the input.
+    pub char_start: usize,
+    /// End (exclusive), in chars.
+    pub char_end: usize,
+    /// Start, in UTF-8 bytes.
+    pub byte_start: usize,
+    /// End (exclusive), in bytes.
+    pub byte_end: usize,
+    /// Role of the speaker.
+    pub speaker: Speaker,
+    /// The speaker label as written (`客户`, `[10:02] Zhang Wei`), if any.
+    pub speaker_label: Option<String>,
+}
+
+/// Splits text into segments. Implement this to plug in another segmentation.
+pub trait Segmenter: Send + Sync {
+    /// The segments of `text`, in order, non-overlapping.
+    fn segment(&self, text: &str) -> Vec<Segment>;
+}
+
+/// Labels that mark speaker turns and the role each stands for.
+#[derive(Debug, Clone)]
+pub struct SpeakerRules {
+    customer_labels: Vec<String>,
+    rep_labels: Vec<String>,
+    /// Role of a named speaker in a `[hh:mm] Name:` turn whose label matches neither list.
+    named_default: Speaker,
+}
+
+impl Default for SpeakerRules {
+    fn default() -> Self {
+        let words = |s: &[&str]| s.iter().map(|w| w.to_lowercase()).collect();
+        Self {
+            customer_labels: words(&["客户", "客户方", "买方", "甲方", "customer", "client", "buyer", "prospect"]),
+            rep_labels: words(&[
+                "销售", "我方", "客服", "客户经理", "售前", "工程师", "rep", "sales", "agent", "support", "account mgr",
+                "account manager", "ae", "csm", "se", "bdr", "sdr",
+            ]),
+            named_default: Speaker::Customer,
+        }
+    }
+}
+
+impl SpeakerRules {
+    /// Adds labels that mean the customer's side.
+    pub fn with_customer_labels<I: IntoIterator<Item = S>, S: Into<String>>(mut self, labels: I) -> Self {
+        self.customer_labels.extend(labels.into_iter().map(|l| l.into().to_lowercase()));
+        self
+    }
+
+    /// Adds labels that mean our side.
+    pub fn with_rep_labels<I: IntoIterator<Item = S>, S: Into<String>>(mut self, labels: I) -> Self {
+        self.rep_labels.extend(labels.into_iter().map(|l| l.into().to_lowercase()));
+        self
+    }
+
+    /// Role of a label, if it is a speaker label at all. `timestamped` turns always are.
+    fn role(&self, label: &str, timestamped: bool) -> Option<Speaker> {
+        let label = label.trim().to_lowercase();
+        let matches = |words: &[String]| {
+            words.iter().any(|w| {
+                label == *w
+                    || label.split(|c: char| !c.is_alphanumeric() && c != ' ').any(|part| part.trim() == w)
+                    || (!w.is_ascii() && label.contains(w.as_str()))
+            })
+        };
+        if matches(&self.rep_labels) {
+            Some(Speaker::Rep)
+        } else if matches(&self.customer_labels) {
+            Some(Speaker::Customer)
+        } else if timestamped {
+            Some(self.named_default)
+        } else {
+            None
+        }
+    }
+}
+
+/// The default segmenter: lines, speaker turns, then clauses at 。！？；， (Chinese) and at
+/// sentence ends, semicolons and commas (English, abbreviation-aware); fragments too short to
+/// carry meaning are merged into their neighbour.
+#[derive(Debug, Clone)]
+pub struct ClauseSegmenter {
+    rules: SpeakerRules,
+    turn: Regex,
+    bullet: Regex,
+}
+
+impl Default for ClauseSegmenter {
+    fn default() -> Self {
+        Self::new(SpeakerRules::default())
+    }
+}
+
+const ABBREVIATIONS: &[&str] = &[
+    "mr", "mrs", "ms", "dr", "prof", "inc", "ltd", "co", "corp", "e.g", "i.e", "etc", "vs", "approx", "dept", "no",
+    "st", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "est", "maint",
+];
+
+impl ClauseSegmenter {
+    /// A segmenter with these speaker rules.
+    pub fn new(rules: SpeakerRules) -> Self {
+        Self {
+            rules,
+            turn: Regex::new(r"^\s*(?P<time>\[\d{1,2}:\d{2}(?::\d{2})?\]\s*)?(?P<label>[^:：\[\]\n]{1,40}?)\s*[:：]\s*")
+                .expect("valid"),
+            bullet: Regex::new(r"^\s*(?:[-*•·]|\d{1,2}[.、)])\s+").expect("valid"),
+        }
+    }
+
+    /// Byte ranges of the clauses of `line` (relative to `line`).
+    fn clauses(&self, line: &str) -> Vec<(usize, usize)> {
+        let chars: Vec<(usize, char)> = line.char_indices().collect();
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        for (k, &(i, c)) in chars.iter().enumerate() {
+            let next = chars.get(k + 1).map(|&(_, n)| n);
+            let boundary = match c {
+                '。' | '！' | '？' | '；' | '，' | '!' | '?' | ';' => true,
+                ',' => next.is_none_or(char::is_whitespace),
+                '.' => next.is_none_or(char::is_whitespace) && !is_abbreviation(&line[..i]),
+                _ => false,
+            };
+            if boundary {
+                pieces.push((start, i + c.len_utf8()));
+                start = i + c.len_utf8();
+            }
+        }
+        if start < line.len() {
+            pieces.push((start, line.len()));
+        }
+        // Trim, drop empty pieces, merge fragments too short to stand alone.
+        let mut out: Vec<(usize, usize)> = Vec::new();
+        for (s, e) in pieces {
+            let Some((s, e)) = trim_span(line, s, e) else { continue };
+            match out.last_mut() {
+                Some(last) if is_fragment(&line[s..e]) || is_fragment(&line[last.0..last.1]) => last.1 = e,
+                _ => out.push((s, e)),
+            }
+        }
+        out
+    }
+}
+
+/// Whether the text before a '.' ends in an abbreviation, an initial or a number.
+fn is_abbreviation(before: &str) -> bool {
+    let word: String = before.chars().rev().take_while(|c| c.is_alphanumeric() || *c == '.').collect::<Vec<_>>().into_iter().rev().collect();
+    let lower = word.to_lowercase();
+    ABBREVIATIONS.contains(&lower.as_str()) || (word.chars().count() == 1 && word.chars().all(|c| c.is_uppercase()))
+}
+
+/// Too short to carry a signal alone: under 4 CJK characters and under 3 Latin words.
+fn is_fragment(text: &str) -> bool {
+    let cjk = text.chars().filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c)).count();
+    let words = text.split_whitespace().filter(|w| w.chars().any(char::is_alphanumeric)).count();
+    cjk < 4 && words < 3
+}
+
+/// Trims whitespace and edge punctuation; `None` when nothing meaningful is left.
+fn trim_span(line: &str, s: usize, e: usize) -> Option<(usize, usize)> {
+    let piece = &line[s..e];
+    let edge = |c: char| c.is_whitespace() || matches!(c, '，' | '。' | '；' | '！' | '？' | ',' | ';' | '!' | '?' | '.' | '、' | '"' | '“' | '”');
+    let trimmed_start = piece.len() - piece.trim_start_matches(edge).len();
+    let rest = &piece[trimmed_start..];
+    let inner = rest.trim_end_matches(edge);
+    if !inner.chars().any(char::is_alphanumeric) {
+        return None;
+    }
+    Some((s + trimmed_start, s + trimmed_start + inner.len()))
+}
+
+impl Segmenter for ClauseSegmenter {
+    fn segment(&self, text: &str) -> Vec<Segment> {
+        let mut segments = Vec::new();
+        let mut speaker = (Speaker::Unknown, None::<String>);
+        let mut line_start = 0;
+        for line in text.split_inclusive('\n') {
+            let body_line = line.trim_end_matches(['\n', '\r']);
+            let mut offset = 0;
+            if let Some(m) = self.bullet.find(body_line) {
+                offset = m.end();
+            }
+            if let Some(caps) = self.turn.captures(&body_line[offset..]) {
+                let label = caps.name("label").map_or("", |m| m.as_str());
+                if let Some(role) = self.rules.role(label, caps.name("time").is_some()) {
+                    speaker = (role, Some(caps[0].trim().trim_end_matches([':', '：']).trim().to_string()));
+                    offset += caps.get(0).map_or(0, |m| m.end());
+                }
+            }
+            for (s, e) in self.clauses(&body_line[offset..]) {
+                let byte_start = line_start + offset + s;
+                let byte_end = line_start + offset + e;
+                let char_start = text[..byte_start].chars().count();
+                let clause = &text[byte_start..byte_end];
+                segments.push(Segment {
+                    text: clause.to_string(),
+                    char_start,
+                    char_end: char_start + clause.chars().count(),
+                    byte_start,
+                    byte_end,
+                    speaker: speaker.0,
+                    speaker_label: speaker.1.clone(),
+                });
+            }
+            line_start += line.len();
+        }
+        segments
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(text: &str) -> Vec<String> {
+        ClauseSegmenter::default().segment(text).into_iter().map(|s| s.text).collect()
+    }
+
+    #[test]
+    fn chinese_clauses_split_at_clause_punctuation() {
+        assert_eq!(
+            texts("客户确认产线升级预算已批复，当前PLC型号为西门子S7-1500，下月初安排技术交流。"),
+            vec!["客户确认产线升级预算已批复", "当前PLC型号为西门子S7-1500", "下月初安排技术交流"]
+        );
+    }
+
+    #[test]
+    fn english_sentences_respect_abbreviations_and_decimals() {
+        assert_eq!(
+            texts("Met Dr. Chen at Acme Inc. today. They run SAP ECC 6.0 and want a quote for 40 seats, e.g. one per line. Next step: demo on Tue."),
+            vec!["Met Dr. Chen at Acme Inc. today", "They run SAP ECC 6.0 and want a quote for 40 seats", "e.g. one per line", "Next step: demo on Tue"]
+        );
+    }
+
+    #[test]
+    fn offsets_are_chars_and_bytes_of_the_input() {
+        let text = "拜访张总。\n客户：预算已经批了，下周签。";
+        for s in ClauseSegmenter::default().segment(text) {
+            assert_eq!(&text[s.byte_start..s.byte_end], s.text);
+            let by_chars: String = text.chars().skip(s.char_start).take(s.char_end - s.char_start).collect();
+            assert_eq!(by_chars, s.text);
+        }
+    }
+
+    #[test]
+    fn speaker_turns_are_recognised_and_attributed() {
+        let text = "客户：报价单什么时候能发过来？\n销售：今天下班前发您。\nCustomer: we're also talking to Rockwell.\nRep: noted, I'll send the comparison.\n[10:02] Zhang Wei (Acme Plant): 预算批了\n[10:03] Tom (Account Mgr): great news";
+        let segs = ClauseSegmenter::default().segment(text);
+        let roles: Vec<(String, Speaker)> = segs.iter().map(|s| (s.text.clone(), s.speaker)).collect();
+        assert_eq!(
+            roles,
+            vec![
+                ("报价单什么时候能发过来".to_string(), Speaker::Customer),
+                ("今天下班前发您".to_string(), Speaker::Rep),
+                ("we're also talking to Rockwell".to_string(), Speaker::Customer),
+                ("noted, I'll send the comparison".to_string(), Speaker::Rep),
+                ("预算批了".to_string(), Speaker::Customer),
+                ("great news".to_string(), Speaker::Rep),
+            ]
+        );
+    }
+
+    #[test]
+    fn field_labels_are_not_speakers_and_notes_have_unknown_speaker() {
+        let segs = ClauseSegmenter::default().segment("问题：工单超时三天没人处理\n- 当前PLC型号为西门子S7-1500");
+        assert!(segs.iter().all(|s| s.speaker == Speaker::Unknown));
+        assert_eq!(segs[1].text, "当前PLC型号为西门子S7-1500");
+    }
+}
