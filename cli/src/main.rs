@@ -9,7 +9,10 @@ use clap::{Parser, Subcommand};
 /// Augur reads what customers and sales reps write and turns it into signals, scores and
 /// explanations. Everything runs locally.
 ///
-/// First run `models/fetch` (in the Augur checkout) to provision the default model.
+/// First run `models/fetch` (in the Augur checkout) to provision the default model, then e.g.
+///   augur extract --text "客户确认产线升级预算已批复，下月初安排技术交流"
+///   augur extract notes.csv -o signals.parquet
+///   augur embed notes.csv -o notes.embedded.parquet
 #[derive(Parser)]
 #[command(name = "augur", version, about, long_about)]
 struct Cli {
@@ -19,6 +22,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Find buying / risk signals with evidence in notes and chats (a table, or one --text).
+    Extract(commands::extract::ExtractArgs),
+    /// Precision / recall / F1 of signal extraction against an annotated corpus.
+    EvalSignals(commands::eval_signals::EvalSignalsArgs),
     /// Embed the text column of a table (CSV / Parquet / NDJSON) into vectors.
     Embed(commands::embed::EmbedArgs),
     /// List, verify and import models.
@@ -29,6 +36,8 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Extract(args) => commands::extract::run(args),
+        Command::EvalSignals(args) => commands::eval_signals::run(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::Models(command) => commands::models::run(command),
     };

@@ -1,7 +1,10 @@
 //! One module per subcommand.
 
 pub mod embed;
+pub mod eval_signals;
+pub mod extract;
 pub mod models;
+pub mod signals;
 
 use augur_core::ModelLocator;
 

@@ -10,6 +10,9 @@ use augur_core::error::{CandleContext, Result};
 pub struct HeadTraining {
     /// One row per example.
     pub features: Vec<Vec<f32>>,
+    /// Leading feature dimensions to standardise (dense embeddings); the rest (sparse lexical
+    /// features) are used as they are.
+    pub standardize: usize,
     /// `labels[h][i]`: 1.0 when example `i` is positive for head `h`.
     pub labels: Vec<Vec<f32>>,
     /// `weights[h][i]`: how much example `i` counts for head `h` (0 leaves it out).
@@ -40,7 +43,7 @@ pub struct FitSettings {
 
 impl Default for FitSettings {
     fn default() -> Self {
-        Self { l2: 1e-3, steps: 400, learning_rate: 0.05 }
+        Self { l2: 0.1, steps: 400, learning_rate: 0.05 }
     }
 }
 
@@ -60,6 +63,11 @@ impl LogisticHeads {
             var.iter_mut().zip(row.iter().zip(&mean)).for_each(|(v, (x, m))| *v += (x - m).powi(2) / n as f32);
         }
         let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v.sqrt() + 1e-6)).collect();
+        let (mut mean, mut inv_std) = (mean, inv_std);
+        for d in data.standardize.min(dim)..dim {
+            mean[d] = 0.0;
+            inv_std[d] = 1.0;
+        }
 
         let dev = Device::Cpu;
         let flat: Vec<f32> = data
@@ -105,6 +113,27 @@ impl LogisticHeads {
         Ok(Self { mean, inv_std, weights, bias, heads })
     }
 
+    /// Rebuilds heads from [`LogisticHeads::parts`]; `None` when the sizes do not agree.
+    pub fn from_parts(mean: Vec<f32>, inv_std: Vec<f32>, weights: Vec<f32>, bias: Vec<f32>, heads: usize) -> Option<Self> {
+        let ok = mean.len() == inv_std.len() && weights.len() == mean.len() * heads && bias.len() == heads;
+        ok.then_some(Self { mean, inv_std, weights, bias, heads })
+    }
+
+    /// `(mean, inv_std, weights [dim][heads], bias, heads)`, for storing.
+    pub fn parts(&self) -> (&[f32], &[f32], &[f32], &[f32], usize) {
+        (&self.mean, &self.inv_std, &self.weights, &self.bias, self.heads)
+    }
+
+    /// Number of heads.
+    pub fn len(&self) -> usize {
+        self.heads
+    }
+
+    /// Whether there are no heads.
+    pub fn is_empty(&self) -> bool {
+        self.heads == 0
+    }
+
     /// Log-odds of every head for one embedding.
     pub fn logits(&self, embedding: &[f32]) -> Vec<f32> {
         let mut out = self.bias.clone();
@@ -135,7 +164,7 @@ mod tests {
             features.iter().map(|r| f32::from(r[1] > 0.0)).collect(),
         ];
         let weights = vec![vec![1.0; 40], (0..40).map(|i| if i < 2 { 0.0 } else { 1.0 }).collect()];
-        let heads = LogisticHeads::fit(&HeadTraining { features, labels, weights }, FitSettings::default()).unwrap();
+        let heads = LogisticHeads::fit(&HeadTraining { features, standardize: 3, labels, weights }, FitSettings::default()).unwrap();
         let p = heads.probabilities(&[1.5, -2.0, 0.3]);
         assert!(p[0] > 0.9 && p[1] < 0.1, "{p:?}");
         let p = heads.probabilities(&[-1.5, 2.0, 0.3]);

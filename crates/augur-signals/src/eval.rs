@@ -2,83 +2,11 @@
 //! precision / recall / F1 and micro-F1, overall and per language.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use chrono::NaiveDateTime;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::error::{Result, SignalError};
-use crate::extract::{Note, NoteSignals};
-
-/// One annotated note.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GoldNote {
-    /// Note id.
-    pub id: String,
-    /// Account id.
-    #[serde(default)]
-    pub account_id: Option<String>,
-    /// `YYYY-MM-DDTHH:MM:SS`.
-    #[serde(default)]
-    pub timestamp: Option<String>,
-    /// visit_note, chat, ...
-    #[serde(default)]
-    pub channel: String,
-    /// zh, en or mixed.
-    #[serde(default)]
-    pub lang: String,
-    /// train or test.
-    #[serde(default)]
-    pub split: String,
-    /// The text.
-    pub text: String,
-    /// The signals a person found.
-    pub signals: Vec<GoldSignal>,
-}
-
-/// One annotated signal.
-#[derive(Debug, Clone, Deserialize)]
-pub struct GoldSignal {
-    /// Signal id.
-    pub signal: String,
-    /// Evidence start in chars.
-    pub start: usize,
-    /// Evidence end in chars (exclusive).
-    pub end: usize,
-    /// Evidence text.
-    #[serde(default)]
-    pub evidence: String,
-}
-
-impl GoldNote {
-    /// The note as extractor input.
-    pub fn to_note(&self) -> Note {
-        let date = self
-            .timestamp
-            .as_deref()
-            .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S").ok())
-            .map(|t| t.date());
-        Note { id: self.id.clone(), account_id: self.account_id.clone(), date, text: self.text.clone() }
-    }
-}
-
-/// Reads a gold file, checking that every span matches its evidence.
-pub fn load_gold(path: &Path) -> Result<Vec<GoldNote>> {
-    let text = std::fs::read_to_string(path).map_err(|source| SignalError::Io { path: path.to_path_buf(), source })?;
-    let mut notes = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let gold_error = |message: String| SignalError::Gold { path: path.to_path_buf(), line: i + 1, message };
-        let note: GoldNote = serde_json::from_str(line).map_err(|e| gold_error(e.to_string()))?;
-        for s in &note.signals {
-            let span: String = note.text.chars().skip(s.start).take(s.end.saturating_sub(s.start)).collect();
-            if !s.evidence.is_empty() && span != s.evidence {
-                return Err(gold_error(format!("note {}: span {}..{} is {span:?}, evidence says {:?}", note.id, s.start, s.end, s.evidence)));
-            }
-        }
-        notes.push(note);
-    }
-    Ok(notes)
-}
+pub use crate::corpus::{load_gold, GoldNote, GoldSignal};
+use crate::extract::NoteSignals;
 
 /// Counts for one signal (or a total).
 #[derive(Debug, Clone, Copy, Default, Serialize)]

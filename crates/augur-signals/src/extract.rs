@@ -2,16 +2,22 @@
 //! attributes and dates → hits with evidence spans; plus per-note sentiment.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use augur_core::{Embedder, InputKind};
 use chrono::NaiveDate;
 use serde::Serialize;
 
+use crate::cache::{self, CacheKey};
 use crate::classify::{FitSettings, HeadTraining, LogisticHeads};
 use crate::dates::DateResolver;
+use crate::lexical::LexicalHasher;
 use crate::error::Result;
 use crate::pack::{SignalKind, SignalPack, SpeakerScope};
 use crate::segment::{ClauseSegmenter, Segment, Segmenter, Speaker};
+
+/// Probability above which a signal fires when neither the pack nor the caller sets one.
+pub const DEFAULT_THRESHOLD: f32 = 0.7;
 
 /// One text to analyse.
 #[derive(Debug, Clone, Default)]
@@ -94,9 +100,25 @@ pub struct SignalExtractorBuilder {
     segmenter: Box<dyn Segmenter>,
     threshold: f32,
     fit: FitSettings,
+    lexical: Option<(LexicalHasher, f32)>,
+    cache_dir: Option<PathBuf>,
 }
 
 impl SignalExtractorBuilder {
+    /// Where fitted heads are cached (default: `$AUGUR_CACHE_DIR` or `~/.cache/augur`);
+    /// `None` fits them on every build.
+    pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// Lexical n-gram features beside the embedding, scaled by `weight` (default: 4096 buckets,
+    /// weight 1.0); `None` uses the embedding alone.
+    pub fn with_lexical_features(mut self, lexical: Option<(LexicalHasher, f32)>) -> Self {
+        self.lexical = lexical;
+        self
+    }
+
     /// The signal pack (default: the built-in B2B pack).
     pub fn with_pack(mut self, pack: SignalPack) -> Self {
         self.pack = pack;
@@ -109,7 +131,8 @@ impl SignalExtractorBuilder {
         self
     }
 
-    /// Probability above which a signal fires when the pack sets no threshold (default 0.5).
+    /// Probability above which a signal fires when the pack sets no threshold
+    /// (default [`DEFAULT_THRESHOLD`]).
     pub fn with_threshold(mut self, threshold: f32) -> Self {
         self.threshold = threshold;
         self
@@ -123,10 +146,54 @@ impl SignalExtractorBuilder {
 
     /// Embeds the pack's examples and fits the heads.
     pub fn build(self) -> Result<SignalExtractor> {
-        let (training, sentiment_heads) = training_data(&self.pack);
+        let (training, sentiment_heads) = training_data(&self.pack, self.segmenter.as_ref());
+        let heads_count = self.pack.signals.len() + sentiment_heads;
+        let key = self.cache_key(&training);
+        let cached = self.cache_dir.as_deref().and_then(|dir| cache::load(dir, &key)).filter(|h| h.len() == heads_count);
+        let heads = match cached {
+            Some(heads) => heads,
+            None => {
+                let heads = self.fit(&training, heads_count)?;
+                if let Some(dir) = &self.cache_dir {
+                    cache::store(dir, &key, &heads);
+                }
+                heads
+            }
+        };
+        Ok(SignalExtractor {
+            embedder: self.embedder,
+            pack: self.pack,
+            segmenter: self.segmenter,
+            heads,
+            threshold: self.threshold,
+            dates: DateResolver::default(),
+            lexical: self.lexical,
+        })
+    }
+
+    /// The cache file name for this training set, model and settings.
+    fn cache_key(&self, training: &Training) -> String {
+        let mut key = CacheKey::new();
+        let files = self.embedder.files();
+        for file in [&files.weights, &files.config, &files.tokenizer] {
+            key.add_file_identity(file);
+        }
+        key.add_bytes(format!("{:?} {:?} {:?} {}", self.fit, self.lexical.map(|(h, w)| (h.dim(), w)), self.embedder.long_text(), self.embedder.max_tokens()).as_bytes());
+        for (text, roles) in training {
+            key.add_bytes(text.as_bytes());
+            for (head, label, weight) in roles {
+                key.add_bytes(&[(*head as u32).to_le_bytes(), label.to_le_bytes(), weight.to_le_bytes()].concat());
+            }
+        }
+        key.file_name()
+    }
+
+    /// Embeds the training texts and fits the heads.
+    fn fit(&self, training: &Training, heads_count: usize) -> Result<LogisticHeads> {
         let texts: Vec<&str> = training.iter().map(|(t, _)| t.as_str()).collect();
         let features = self.embedder.embed(&texts, InputKind::Query)?;
-        let heads_count = self.pack.signals.len() + sentiment_heads;
+        let standardize = self.embedder.dim();
+        let features = join_features(features, &texts, self.lexical);
         let mut labels = vec![vec![0f32; texts.len()]; heads_count];
         let mut weights = vec![vec![0f32; texts.len()]; heads_count];
         for (i, (_, roles)) in training.iter().enumerate() {
@@ -136,16 +203,21 @@ impl SignalExtractorBuilder {
             }
         }
         balance(&mut weights, &labels);
-        let heads = LogisticHeads::fit(&HeadTraining { features, labels, weights }, self.fit)?;
-        Ok(SignalExtractor {
-            embedder: self.embedder,
-            pack: self.pack,
-            segmenter: self.segmenter,
-            heads,
-            threshold: self.threshold,
-            dates: DateResolver::default(),
-        })
+        Ok(LogisticHeads::fit(&HeadTraining { features, standardize, labels, weights }, self.fit)?)
     }
+}
+
+/// Appends the scaled lexical features of each text to its embedding.
+fn join_features(embeddings: Vec<Vec<f32>>, texts: &[&str], lexical: Option<(LexicalHasher, f32)>) -> Vec<Vec<f32>> {
+    let Some((hasher, weight)) = lexical else { return embeddings };
+    embeddings
+        .into_iter()
+        .zip(texts)
+        .map(|(mut v, t)| {
+            v.extend(hasher.features(t).into_iter().map(|x| x * weight));
+            v
+        })
+        .collect()
 }
 
 /// Each training text with `(head, label, weight)` for every head it takes part in.
@@ -155,9 +227,10 @@ type Training = Vec<(String, Vec<(usize, f32, f32)>)>;
 const HARD_NEGATIVE_WEIGHT: f32 = 3.0;
 
 /// Builds the training set: for each signal, its examples are positives; its hard negatives, the
-/// other signals' examples and negatives, and neutral sentiment examples are negatives. The last
-/// two heads are positive and negative sentiment.
-fn training_data(pack: &SignalPack) -> (Training, usize) {
+/// other signals' examples and negatives, and neutral sentiment examples are negatives. Clauses
+/// of the pack's labelled notes are positives for the signals whose spans they overlap and
+/// negatives for the rest. The last two heads are positive and negative sentiment.
+fn training_data(pack: &SignalPack, segmenter: &dyn Segmenter) -> (Training, usize) {
     let n = pack.signals.len();
     let (pos_head, neg_head) = (n, n + 1);
     let mut rows: Training = Vec::new();
@@ -169,6 +242,22 @@ fn training_data(pack: &SignalPack) -> (Training, usize) {
         for text in &signal.negatives {
             let roles = (0..n).map(|h| (h, 0.0, if h == s { HARD_NEGATIVE_WEIGHT } else { 1.0 })).collect();
             rows.push((text.clone(), roles));
+        }
+    }
+    for note in &pack.labelled_notes {
+        for segment in segmenter.segment(&note.text) {
+            let roles = pack
+                .signals
+                .iter()
+                .enumerate()
+                .map(|(h, signal)| {
+                    let labelled = note.signals.iter().any(|g| {
+                        g.signal == signal.id && g.start < segment.char_end && segment.char_start < g.end
+                    });
+                    (h, f32::from(labelled), 1.0)
+                })
+                .collect();
+            rows.push((segment.text, roles));
         }
     }
     let sentiment = &pack.sentiment;
@@ -202,6 +291,7 @@ pub struct SignalExtractor {
     heads: LogisticHeads,
     threshold: f32,
     dates: DateResolver,
+    lexical: Option<(LexicalHasher, f32)>,
 }
 
 impl SignalExtractor {
@@ -211,8 +301,10 @@ impl SignalExtractor {
             embedder,
             pack: SignalPack::builtin(),
             segmenter: Box::new(ClauseSegmenter::default()),
-            threshold: 0.5,
+            threshold: DEFAULT_THRESHOLD,
             fit: FitSettings::default(),
+            lexical: Some((LexicalHasher::default(), 1.0)),
+            cache_dir: cache::default_cache_dir(),
         }
     }
 
@@ -236,7 +328,7 @@ impl SignalExtractor {
     pub fn extract_batch(&self, notes: &[Note]) -> Result<Vec<NoteSignals>> {
         let segmented: Vec<Vec<Segment>> = notes.iter().map(|n| self.segmenter.segment(&n.text)).collect();
         let clauses: Vec<&str> = segmented.iter().flatten().map(|s| s.text.as_str()).collect();
-        let vectors = self.embedder.embed(&clauses, InputKind::Query)?;
+        let vectors = join_features(self.embedder.embed(&clauses, InputKind::Query)?, &clauses, self.lexical);
         let mut vectors = vectors.into_iter();
         let n_signals = self.pack.signals.len();
         let mut out = Vec::with_capacity(notes.len());

@@ -16,11 +16,14 @@
 //! # Ok::<(), augur_signals::SignalError>(())
 //! ```
 
+pub mod cache;
 pub mod classify;
+pub mod corpus;
 pub mod dates;
 pub mod error;
 pub mod eval;
 pub mod extract;
+pub mod lexical;
 pub mod pack;
 pub mod segment;
 

@@ -8,10 +8,14 @@ use regex::Regex;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::corpus::{parse_gold, GoldNote};
 use crate::error::{Result, SignalError};
 
 /// The pack compiled into the binary.
 pub const BUILTIN_B2B: &str = include_str!("../packs/b2b.toml");
+/// Labelled notes the built-in pack trains on (the train half of the annotated corpus;
+/// regenerate with `fixtures/signals/make_pack_notes.py`).
+pub const BUILTIN_B2B_NOTES: &str = include_str!("../packs/b2b_labelled.jsonl");
 
 /// What a signal means for the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -164,6 +168,9 @@ pub struct SignalPack {
     pub sentiment: SentimentExamples,
     /// The signals, in file order.
     pub signals: Vec<SignalDef>,
+    /// Annotated notes to train on besides the examples: every clause of a note is a positive
+    /// for the signals whose spans it overlaps and a negative for all others.
+    pub labelled_notes: Vec<GoldNote>,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +191,9 @@ struct RawMeta {
     version: u32,
     #[serde(default)]
     description: String,
+    /// JSON-lines files of annotated notes, relative to the pack file.
+    #[serde(default)]
+    labelled_notes: Vec<Spanned<String>>,
 }
 
 fn one() -> u32 {
@@ -229,17 +239,21 @@ fn line_of(text: &str, span: Range<usize>) -> usize {
 impl SignalPack {
     /// The built-in B2B pack (17 signals, zh + en).
     pub fn builtin() -> Self {
-        Self::parse(BUILTIN_B2B, "built-in b2b.toml").expect("the built-in pack is valid (tested)")
+        let mut pack = Self::parse(BUILTIN_B2B, "built-in b2b.toml", |_| Ok(Vec::new())).expect("the built-in pack is valid (tested)");
+        pack.labelled_notes =
+            parse_gold(BUILTIN_B2B_NOTES, Path::new("built-in b2b_labelled.jsonl")).expect("the built-in notes are valid (tested)");
+        pack
     }
 
-    /// Loads a pack file.
+    /// Loads a pack file; its `labelled_notes` paths are relative to the file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| SignalError::Io { path: path.to_path_buf(), source })?;
-        Self::parse(&text, &path.display().to_string())
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, &path.display().to_string(), |file| crate::corpus::load_gold(&base.join(file)))
     }
 
-    /// Parses pack text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Self> {
+    /// Parses pack text; `origin` names it in errors and `load_notes` reads a labelled-notes file.
+    pub fn parse(text: &str, origin: &str, load_notes: impl Fn(&str) -> Result<Vec<GoldNote>>) -> Result<Self> {
         let pack_error = |span: Option<Range<usize>>, field: &str, message: String| SignalError::Pack {
             origin: origin.to_string(),
             line: span.map_or(1, |s| line_of(text, s)),
@@ -331,7 +345,15 @@ impl SignalPack {
         if signals.is_empty() {
             return Err(pack_error(None, "signal", "a pack needs at least one [[signal]]".to_string()));
         }
+        let mut labelled_notes = Vec::new();
+        for file in &raw.pack.labelled_notes {
+            labelled_notes.extend(load_notes(file.get_ref()).map_err(|e| match e {
+                SignalError::Io { source, .. } => pack_error(Some(file.span()), "pack.labelled_notes", format!("cannot read `{}`: {source}", file.get_ref())),
+                other => other,
+            })?);
+        }
         Ok(Self {
+            labelled_notes,
             name: raw.pack.name,
             version: raw.pack.version,
             description: raw.pack.description,
@@ -352,6 +374,7 @@ impl SignalPack {
         self.sentiment.positive.extend(other.sentiment.positive);
         self.sentiment.negative.extend(other.sentiment.negative);
         self.sentiment.neutral.extend(other.sentiment.neutral);
+        self.labelled_notes.extend(other.labelled_notes);
         self
     }
 
@@ -383,15 +406,15 @@ mod tests {
     #[test]
     fn errors_name_file_line_and_field() {
         let text = "[pack]\nname = \"x\"\n\n[[signal]]\nid = \"a\"\nkind = \"buy\"\nname_zh = \"甲\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\n";
-        let err = SignalPack::parse(text, "my.toml").unwrap_err().to_string();
+        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new())).unwrap_err().to_string();
         assert!(err.starts_with("my.toml:6: signal[a].kind"), "{err}");
 
         let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\n[[signal.attribute]]\nname = \"n\"\nregex = '(?P<n>[a-'\n";
-        let err = SignalPack::parse(text, "my.toml").unwrap_err().to_string();
+        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new())).unwrap_err().to_string();
         assert!(err.starts_with("my.toml:11: signal[a].attribute[n].regex: invalid regex"), "{err}");
 
         let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \"A\"\nexampels = [\"x\"]\n";
-        let err = SignalPack::parse(text, "my.toml").unwrap_err().to_string();
+        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new())).unwrap_err().to_string();
         assert!(err.starts_with("my.toml:") && err.contains("exampels"), "{err}");
     }
 
@@ -408,7 +431,7 @@ mod tests {
         let base = SignalPack::builtin();
         let n = base.signals.len();
         let extra = "[pack]\nname = \"mine\"\n[[signal]]\nid = \"budget_approved\"\nkind = \"buying\"\nname_zh = \"预算\"\nname_en = \"Budget\"\nexamples = [\"a\", \"b\"]\n[[signal]]\nid = \"new_one\"\nkind = \"info\"\nname_zh = \"新\"\nname_en = \"New\"\nexamples = [\"c\", \"d\"]\n";
-        let merged = base.extended_with(SignalPack::parse(extra, "x").unwrap());
+        let merged = base.extended_with(SignalPack::parse(extra, "x", |_| Ok(Vec::new())).unwrap());
         assert_eq!(merged.signals.len(), n + 1);
         assert_eq!(merged.signal("budget_approved").unwrap().examples, vec!["a", "b"]);
     }

@@ -1,0 +1,49 @@
+//! Shared by `extract` and `eval-signals`: loading the pack and building the extractor.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use augur_core::Embedder;
+use augur_signals::{SignalExtractor, SignalPack};
+
+use crate::commands::ModelArgs;
+
+/// Signal pack and threshold flags.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PackArgs {
+    /// A signal pack (TOML) that extends the built-in B2B pack: signals with the same id replace
+    /// the built-in ones, new ids are added.
+    #[arg(long, value_name = "FILE")]
+    pub signals: Option<PathBuf>,
+    /// Use only the --signals pack, without the built-in one.
+    #[arg(long, requires = "signals")]
+    pub no_builtin: bool,
+    /// Probability above which a signal fires, for signals whose pack sets no threshold.
+    #[arg(long, default_value_t = augur_signals::extract::DEFAULT_THRESHOLD)]
+    pub threshold: f32,
+}
+
+/// Loads the model and the pack, then fits the few-shot heads (a few seconds).
+pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtractor> {
+    let signals = match &pack.signals {
+        None => SignalPack::builtin(),
+        Some(path) => {
+            let own = SignalPack::from_file(path)?;
+            if pack.no_builtin { own } else { SignalPack::builtin().extended_with(own) }
+        }
+    };
+    let embedder = Embedder::builder(&model.model)
+        .with_locator(model.locator())
+        .build()
+        .with_context(|| format!("loading model `{}`", model.model))?;
+    eprintln!(
+        "model: {} ({}); pack: {} v{} ({} signals, {} labelled notes)",
+        model.model,
+        embedder.files().dir.display(),
+        signals.name,
+        signals.version,
+        signals.signals.len(),
+        signals.labelled_notes.len()
+    );
+    Ok(SignalExtractor::builder(embedder).with_pack(signals).with_threshold(pack.threshold).build()?)
+}
