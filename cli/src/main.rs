@@ -1,6 +1,7 @@
 //! `augur`: buying signals, intent and churn scores from sales notes — the command line.
 
 mod commands;
+mod notes;
 mod progress;
 mod table;
 
@@ -26,6 +27,12 @@ enum Command {
     Extract(commands::extract::ExtractArgs),
     /// Precision / recall / F1 of signal extraction against an annotated corpus.
     EvalSignals(commands::eval_signals::EvalSignalsArgs),
+    /// Churn-risk and lead-intent scores per account, with factors and evidence.
+    Score(commands::score::ScoreArgs),
+    /// Why an account scored as it did (from an `augur score` output).
+    Explain(commands::score::ExplainArgs),
+    /// Learn scorer weights from outcome labels (cross-validated AUC, calibration).
+    FitScorer(commands::score::FitScorerArgs),
     /// Embed the text column of a table (CSV / Parquet / NDJSON) into vectors.
     Embed(commands::embed::EmbedArgs),
     /// List, verify and import models.
@@ -38,6 +45,9 @@ fn main() {
     let result = match cli.command {
         Command::Extract(args) => commands::extract::run(args),
         Command::EvalSignals(args) => commands::eval_signals::run(args),
+        Command::Score(args) => commands::score::run_score(args),
+        Command::Explain(args) => commands::score::run_explain(args),
+        Command::FitScorer(args) => commands::score::run_fit(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::Models(command) => commands::models::run(command),
     };

@@ -3,13 +3,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use augur_signals::{Note, NoteSignals, SignalExtractor};
-use chrono::{NaiveDate, NaiveDateTime};
+use chrono::NaiveDate;
 use polars::prelude::{Column, DataFrame, DataType, NamedFrom, Series};
 
 use crate::commands::signals::{build_extractor, PackArgs};
 use crate::commands::ModelArgs;
+use crate::notes::{notes_from_table, write_rejects, ColumnArgs, NotesTable, Reject};
 use crate::progress::Progress;
 use crate::table::{read_table, write_table};
 
@@ -48,23 +49,6 @@ pub struct ExtractArgs {
     pub pack: PackArgs,
     #[command(flatten)]
     pub model: ModelArgs,
-}
-
-/// Which input columns hold what.
-#[derive(clap::Args, Debug, Clone)]
-pub struct ColumnArgs {
-    /// Column with the note id (row numbers are used when absent).
-    #[arg(long, default_value = "id")]
-    pub id_column: String,
-    /// Column with the account id (optional).
-    #[arg(long, default_value = "account_id")]
-    pub account_column: String,
-    /// Column with the note's timestamp (optional; ISO 8601 date or date-time).
-    #[arg(long, default_value = "timestamp")]
-    pub timestamp_column: String,
-    /// Column with the text.
-    #[arg(long, default_value = "text")]
-    pub text_column: String,
 }
 
 /// Notes per extractor call.
@@ -116,74 +100,9 @@ fn print_hits(found: &NoteSignals, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// A row that could not be processed.
-struct Reject {
-    row: usize,
-    id: String,
-    reason: String,
-}
-
-/// Parses an ISO 8601 date or date-time (with `T` or space, optional seconds, fraction, zone).
-fn parse_date(raw: &str) -> Option<NaiveDate> {
-    let raw = raw.trim();
-    if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(raw) {
-        return Some(dt.naive_local().date());
-    }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
-        if let Ok(dt) = NaiveDateTime::parse_from_str(raw, format) {
-            return Some(dt.date());
-        }
-    }
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d").or_else(|_| NaiveDate::parse_from_str(raw, "%Y/%m/%d")).ok()
-}
-
-/// An optional column as strings (any type is cast), or `None` when the table has no such column.
-fn optional_strings(df: &DataFrame, name: &str) -> Result<Option<Vec<Option<String>>>> {
-    let Ok(column) = df.column(name) else { return Ok(None) };
-    let cast = column.cast(&DataType::String).with_context(|| format!("column `{name}`: cannot read as text"))?;
-    let strings = cast.str().map_err(|e| anyhow::anyhow!("column `{name}`: {e}"))?;
-    Ok(Some(strings.iter().map(|v| v.map(str::to_string)).collect()))
-}
-
 fn run_table(extractor: &SignalExtractor, input: &Path, output: &Path, rejects_path: &Path, columns: &ColumnArgs) -> Result<()> {
     let df = read_table(input)?;
-    let Some(texts) = optional_strings(&df, &columns.text_column)? else {
-        let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
-        bail!("{}: no column `{}`; columns are: {}. Choose one with --text-column", input.display(), columns.text_column, names.join(", "));
-    };
-    let ids = optional_strings(&df, &columns.id_column)?;
-    let accounts = optional_strings(&df, &columns.account_column)?;
-    let timestamps = optional_strings(&df, &columns.timestamp_column)?;
-
-    let mut notes: Vec<(usize, Note)> = Vec::new();
-    let mut rejects = Vec::new();
-    for (row, text) in texts.iter().enumerate() {
-        let id = ids.as_ref().and_then(|c| c[row].clone()).unwrap_or_else(|| format!("row-{}", row + 1));
-        let mut reject = |reason: String| rejects.push(Reject { row: row + 1, id: id.clone(), reason });
-        let Some(text) = text.as_deref().filter(|t| !t.trim().is_empty()) else {
-            reject(format!("missing text in column `{}`", columns.text_column));
-            continue;
-        };
-        if text.contains('\u{FFFD}') {
-            reject("text is not valid UTF-8 (replacement characters found)".into());
-            continue;
-        }
-        let date = match timestamps.as_ref().and_then(|c| c[row].as_deref()) {
-            None => None,
-            Some(raw) => match parse_date(raw) {
-                Some(d) => Some(d),
-                None => {
-                    reject(format!("bad timestamp `{raw}` in column `{}`: expected ISO 8601 (2026-12-04 or 2026-12-04T10:15:00)", columns.timestamp_column));
-                    continue;
-                }
-            },
-        };
-        let mut note = Note::new(id.clone(), text);
-        note.account_id = accounts.as_ref().and_then(|c| c[row].clone());
-        note.date = date;
-        notes.push((row, note));
-    }
-
+    let NotesTable { notes, rejects, rows } = notes_from_table(&df, input, columns)?;
     let mut progress = Progress::new("extract", notes.len());
     let mut results: Vec<(usize, NoteSignals)> = Vec::with_capacity(notes.len());
     for chunk in notes.chunks(NOTES_PER_STEP) {
@@ -198,7 +117,7 @@ fn run_table(extractor: &SignalExtractor, input: &Path, output: &Path, rejects_p
     let mut out = hits_table(&df, &results, columns)?;
     write_table(&mut out, output)?;
     write_rejects(&rejects, rejects_path)?;
-    summarize(&results, &rejects, texts.len(), output, rejects_path);
+    summarize(&results, &rejects, rows, output, rejects_path);
     Ok(())
 }
 
@@ -262,21 +181,6 @@ fn hits_table(df: &DataFrame, results: &[(usize, NoteSignals)], columns: &Column
         all.push(column.clone());
     }
     Ok(DataFrame::new(passed.height(), all)?)
-}
-
-fn write_rejects(rejects: &[Reject], path: &Path) -> Result<()> {
-    if rejects.is_empty() {
-        if path.exists() {
-            std::fs::remove_file(path).with_context(|| format!("{}: cannot remove stale rejects file", path.display()))?;
-        }
-        return Ok(());
-    }
-    let mut df = DataFrame::new(rejects.len(), vec![
-        Column::new("row".into(), rejects.iter().map(|r| r.row as u32).collect::<Vec<_>>()),
-        Column::new("id".into(), rejects.iter().map(|r| r.id.clone()).collect::<Vec<_>>()),
-        Column::new("reason".into(), rejects.iter().map(|r| r.reason.clone()).collect::<Vec<_>>()),
-    ])?;
-    write_table(&mut df, path)
 }
 
 fn summarize(results: &[(usize, NoteSignals)], rejects: &[Reject], rows: usize, output: &Path, rejects_path: &Path) {

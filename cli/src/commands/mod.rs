@@ -4,6 +4,7 @@ pub mod embed;
 pub mod eval_signals;
 pub mod extract;
 pub mod models;
+pub mod score;
 pub mod signals;
 
 use augur_core::ModelLocator;

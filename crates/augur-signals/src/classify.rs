@@ -164,7 +164,7 @@ mod tests {
             features.iter().map(|r| f32::from(r[1] > 0.0)).collect(),
         ];
         let weights = vec![vec![1.0; 40], (0..40).map(|i| if i < 2 { 0.0 } else { 1.0 }).collect()];
-        let heads = LogisticHeads::fit(&HeadTraining { features, standardize: 3, labels, weights }, FitSettings::default()).unwrap();
+        let heads = LogisticHeads::fit(&HeadTraining { features, standardize: 3, labels, weights }, FitSettings { l2: 1e-3, ..FitSettings::default() }).unwrap();
         let p = heads.probabilities(&[1.5, -2.0, 0.3]);
         assert!(p[0] > 0.9 && p[1] < 0.1, "{p:?}");
         let p = heads.probabilities(&[-1.5, 2.0, 0.3]);

@@ -19,6 +19,9 @@ use crate::segment::{ClauseSegmenter, Segment, Segmenter, Speaker};
 /// Probability above which a signal fires when neither the pack nor the caller sets one.
 pub const DEFAULT_THRESHOLD: f32 = 0.7;
 
+/// Default of [`SignalExtractorBuilder::with_margin`].
+pub const DEFAULT_MARGIN: f32 = 0.1;
+
 /// One text to analyse.
 #[derive(Debug, Clone, Default)]
 pub struct Note {
@@ -102,9 +105,17 @@ pub struct SignalExtractorBuilder {
     fit: FitSettings,
     lexical: Option<(LexicalHasher, f32)>,
     cache_dir: Option<PathBuf>,
+    margin: f32,
 }
 
 impl SignalExtractorBuilder {
+    /// A clause keeps only signals whose probability is within `margin` of its most likely
+    /// signal (default [`DEFAULT_MARGIN`]; 1.0 keeps every signal above the threshold).
+    pub fn with_margin(mut self, margin: f32) -> Self {
+        self.margin = margin;
+        self
+    }
+
     /// Where fitted heads are cached (default: `$AUGUR_CACHE_DIR` or `~/.cache/augur`);
     /// `None` fits them on every build.
     pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
@@ -168,6 +179,7 @@ impl SignalExtractorBuilder {
             threshold: self.threshold,
             dates: DateResolver::default(),
             lexical: self.lexical,
+            margin: self.margin,
         })
     }
 
@@ -292,6 +304,7 @@ pub struct SignalExtractor {
     threshold: f32,
     dates: DateResolver,
     lexical: Option<(LexicalHasher, f32)>,
+    margin: f32,
 }
 
 impl SignalExtractor {
@@ -305,6 +318,7 @@ impl SignalExtractor {
             fit: FitSettings::default(),
             lexical: Some((LexicalHasher::default(), 1.0)),
             cache_dir: cache::default_cache_dir(),
+            margin: DEFAULT_MARGIN,
         }
     }
 
@@ -338,12 +352,13 @@ impl SignalExtractor {
             let mut sentiment_count = 0usize;
             for segment in &segments {
                 let probabilities = self.heads.probabilities(&vectors.next().expect("one vector per clause"));
+                let best = probabilities[..n_signals].iter().copied().fold(0f32, f32::max);
                 if segment.speaker != Speaker::Rep {
                     sentiment_sum += probabilities[n_signals] - probabilities[n_signals + 1];
                     sentiment_count += 1;
                 }
                 for (signal, &p) in self.pack.signals.iter().zip(&probabilities[..n_signals]) {
-                    if p < signal.threshold.unwrap_or(self.threshold) {
+                    if p < signal.threshold.unwrap_or(self.threshold) || p < best - self.margin {
                         continue;
                     }
                     if signal.speaker == SpeakerScope::Customer && segment.speaker == Speaker::Rep {

@@ -1,0 +1,205 @@
+//! Per-account features from a timeline of analysed notes, each with a human name (zh, en) and,
+//! for text-derived features, the evidence behind it (note, sentence, speaker, date).
+
+use std::collections::BTreeMap;
+
+use augur_signals::{NoteSignals, SignalPack};
+use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
+
+/// Days over which a signal's recency weight falls to 1/e.
+pub const RECENCY_DAYS: f64 = 30.0;
+
+/// One analysed note of an account's timeline.
+#[derive(Debug, Clone)]
+pub struct Interaction {
+    /// The note's date.
+    pub date: NaiveDate,
+    /// What was found in it.
+    pub signals: NoteSignals,
+}
+
+/// A sentence behind a feature's value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Note id.
+    pub note_id: String,
+    /// Note date.
+    pub date: NaiveDate,
+    /// The clause.
+    pub sentence: String,
+    /// Who said it.
+    pub speaker: String,
+    /// The signal it carries (empty for sentiment evidence).
+    #[serde(default)]
+    pub signal: String,
+}
+
+/// A computed feature.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Feature {
+    /// Stable id (`signal.sla_breach.recency`, `sentiment.change_last3`, `account.tickets_overdue`).
+    pub id: String,
+    /// English name.
+    pub name_en: String,
+    /// Chinese name.
+    pub name_zh: String,
+    /// The value.
+    pub value: f64,
+    /// Notes and sentences behind it (empty for account-table features).
+    pub evidence: Vec<Evidence>,
+}
+
+/// Everything known about one account.
+#[derive(Debug, Clone, Default)]
+pub struct AccountTimeline {
+    /// The account id.
+    pub account_id: String,
+    /// Its analysed notes (any order).
+    pub interactions: Vec<Interaction>,
+    /// Numeric columns of the accounts table.
+    pub numeric: BTreeMap<String, f64>,
+}
+
+fn mean(v: &[f64]) -> f64 {
+    if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+}
+
+/// Least-squares slope of `(x, y)` points (0 with fewer than two distinct x).
+fn slope(points: &[(f64, f64)]) -> f64 {
+    let mx = mean(&points.iter().map(|p| p.0).collect::<Vec<_>>());
+    let my = mean(&points.iter().map(|p| p.1).collect::<Vec<_>>());
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if sxx == 0.0 {
+        return 0.0;
+    }
+    points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx
+}
+
+fn sentiment_evidence(i: &Interaction) -> Evidence {
+    Evidence {
+        note_id: i.signals.note_id.clone(),
+        date: i.date,
+        sentence: format!("note sentiment {:+.2}", i.signals.sentiment),
+        speaker: "customer".into(),
+        signal: String::new(),
+    }
+}
+
+/// Computes every feature of `account` as of `as_of` (notes after it are ignored).
+pub fn account_features(account: &AccountTimeline, pack: &SignalPack, as_of: NaiveDate) -> Vec<Feature> {
+    let mut timeline: Vec<&Interaction> = account.interactions.iter().filter(|i| i.date <= as_of).collect();
+    timeline.sort_by_key(|i| i.date);
+    let age = |d: NaiveDate| (as_of - d).num_days() as f64;
+    let mut out = Vec::new();
+
+    for signal in &pack.signals {
+        let hits: Vec<(&Interaction, &augur_signals::Hit)> =
+            timeline.iter().flat_map(|i| i.signals.hits.iter().filter(|h| h.signal == signal.id).map(move |h| (*i, h))).collect();
+        let evidence_within = |days: f64| -> Vec<Evidence> {
+            hits.iter()
+                .filter(|(i, _)| age(i.date) <= days)
+                .map(|(i, h)| Evidence {
+                    note_id: h.note_id.clone(),
+                    date: i.date,
+                    sentence: h.evidence.clone(),
+                    speaker: h.speaker.as_str().to_string(),
+                    signal: h.signal.clone(),
+                })
+                .collect()
+        };
+        for days in [7u32, 30, 90] {
+            let evidence = evidence_within(f64::from(days));
+            out.push(Feature {
+                id: format!("signal.{}.count_{days}d", signal.id),
+                name_en: format!("{} mentions, last {days} days", signal.name_en),
+                name_zh: format!("近{days}天「{}」次数", signal.name_zh),
+                value: evidence.len() as f64,
+                evidence,
+            });
+        }
+        let recency: f64 = hits.iter().map(|(i, _)| (-age(i.date) / RECENCY_DAYS).exp()).sum();
+        out.push(Feature {
+            id: format!("signal.{}.recency", signal.id),
+            name_en: format!("{} (recency-weighted)", signal.name_en),
+            name_zh: format!("「{}」（按时间衰减）", signal.name_zh),
+            value: recency,
+            evidence: evidence_within(180.0),
+        });
+    }
+
+    let sentiments: Vec<(&Interaction, f64)> = timeline.iter().map(|i| (*i, f64::from(i.signals.sentiment))).collect();
+    let n = sentiments.len();
+    let last3: Vec<f64> = sentiments[n.saturating_sub(3)..].iter().map(|s| s.1).collect();
+    let prev3: Vec<f64> = sentiments[n.saturating_sub(6)..n.saturating_sub(3)].iter().map(|s| s.1).collect();
+    let last3_evidence: Vec<Evidence> = sentiments[n.saturating_sub(3)..].iter().map(|s| sentiment_evidence(s.0)).collect();
+    out.push(Feature {
+        id: "sentiment.last3_mean".into(),
+        name_en: "Sentiment, mean of the last 3 interactions".into(),
+        name_zh: "最近3次互动的平均情绪".into(),
+        value: mean(&last3),
+        evidence: last3_evidence.clone(),
+    });
+    out.push(Feature {
+        id: "sentiment.change_last3".into(),
+        name_en: "Sentiment change: last 3 vs the 3 before".into(),
+        name_zh: "情绪变化：最近3次对比之前3次".into(),
+        value: if prev3.is_empty() { 0.0 } else { mean(&last3) - mean(&prev3) },
+        evidence: sentiments[n.saturating_sub(6)..].iter().map(|s| sentiment_evidence(s.0)).collect(),
+    });
+    let recent: Vec<(f64, f64)> = sentiments.iter().filter(|s| age(s.0.date) <= 90.0).map(|s| (-age(s.0.date) / 30.0, s.1)).collect();
+    out.push(Feature {
+        id: "sentiment.slope_90d".into(),
+        name_en: "Sentiment trend over 90 days (per 30 days)".into(),
+        name_zh: "90天情绪趋势（每30天）".into(),
+        value: slope(&recent),
+        evidence: sentiments.iter().filter(|s| age(s.0.date) <= 90.0).map(|s| sentiment_evidence(s.0)).collect(),
+    });
+
+    let last_contact = timeline.last().map(|i| age(i.date));
+    out.push(Feature {
+        id: "engagement.days_since_last".into(),
+        name_en: "Days since last contact".into(),
+        name_zh: "距上次联系天数".into(),
+        value: last_contact.unwrap_or(365.0),
+        evidence: timeline.last().map(|i| sentiment_evidence(i)).into_iter().collect(),
+    });
+    let in_30 = timeline.iter().filter(|i| age(i.date) <= 30.0).count() as f64;
+    let prev_30 = timeline.iter().filter(|i| age(i.date) > 30.0 && age(i.date) <= 60.0).count() as f64;
+    out.push(Feature {
+        id: "engagement.interactions_30d".into(),
+        name_en: "Interactions in the last 30 days".into(),
+        name_zh: "近30天互动次数".into(),
+        value: in_30,
+        evidence: Vec::new(),
+    });
+    out.push(Feature {
+        id: "engagement.change_30d".into(),
+        name_en: "Interactions, last 30 days minus the 30 before".into(),
+        name_zh: "近30天互动次数较前30天变化".into(),
+        value: in_30 - prev_30,
+        evidence: Vec::new(),
+    });
+
+    for (column, value) in &account.numeric {
+        out.push(Feature {
+            id: format!("account.{column}"),
+            name_en: format!("{column} (accounts table)"),
+            name_zh: format!("{column}（客户表）"),
+            value: *value,
+            evidence: Vec::new(),
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slope_of_a_line_is_its_gradient() {
+        assert!((slope(&[(0.0, 1.0), (1.0, 0.5), (2.0, 0.0)]) + 0.5).abs() < 1e-12);
+        assert_eq!(slope(&[(1.0, 1.0)]), 0.0);
+    }
+}
