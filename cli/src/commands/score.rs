@@ -281,6 +281,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
             let prev = previous.get(&timeline.account_id).and_then(|p| p.get(name));
             numbers.entry(name.clone()).or_insert_with(|| vec![None; n])[i] = Some((score.score * 10.0).round() / 10.0);
             numbers.entry(format!("{name}_log_odds")).or_insert_with(|| vec![None; n])[i] = Some(score.log_odds);
+            numbers.entry(format!("{name}_bias")).or_insert_with(|| vec![None; n])[i] = Some(score.bias);
             numbers.entry(format!("{name}_delta")).or_insert_with(|| vec![None; n])[i] = prev.map(|p| score.score - p.0);
             columns.entry(format!("{name}_band")).or_insert_with(|| vec![None; n])[i] = Some(score.band.clone());
             columns.entry(format!("{name}_factors")).or_insert_with(|| vec![None; n])[i] = Some(serde_json::to_string(&score.factors)?);
