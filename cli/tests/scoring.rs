@@ -123,6 +123,16 @@ fn planted_drivers_explain_the_scores_and_fitting_learns_them() {
     augur(&score_args);
     assert_eq!(read_ndjson(&events).len(), first_events.len(), "re-running emits no duplicate events");
 
+    // --previous: deltas and the factors that moved, against the first run.
+    let second = dir.join("second.ndjson");
+    augur(&["score", &notes, "--accounts", &accounts, "--as-of", "2026-12-20", "-o", second.to_str().unwrap(), "--previous", scores_path.to_str().unwrap()]);
+    let planted_later = read_ndjson(&second).into_iter().find(|r| r["account_id"] == "ACC-P01").unwrap();
+    let delta = planted_later["churn_risk_delta"].as_f64().expect("delta against --previous");
+    let expected = planted_later["churn_risk"].as_f64().unwrap() - planted["churn_risk"].as_f64().unwrap();
+    assert!((delta - expected).abs() < 0.1, "delta {delta} vs {expected}");
+    let moved: Vec<serde_json::Value> = serde_json::from_str(planted_later["churn_risk_moved"].as_str().unwrap()).unwrap();
+    assert!(!moved.is_empty(), "19 days later the recency factors have moved");
+
     // explain: readable, with evidence dates.
     let explained = String::from_utf8(augur(&["explain", "ACC-P01", "--from", scores_path.to_str().unwrap()]).stdout).unwrap();
     assert!(explained.contains("churn risk") && explained.contains("2026-1"), "{explained}");
