@@ -33,6 +33,8 @@ enum Command {
     Explain(commands::score::ExplainArgs),
     /// Learn scorer weights from outcome labels (cross-validated AUC, calibration).
     FitScorer(commands::score::FitScorerArgs),
+    /// Score NDJSON messages from stdin as they arrive (signals, sentiment, account risk, latency).
+    Watch(commands::watch::WatchArgs),
     /// Embed the text column of a table (CSV / Parquet / NDJSON) into vectors.
     Embed(commands::embed::EmbedArgs),
     /// List, verify and import models.
@@ -48,6 +50,7 @@ fn main() {
         Command::Score(args) => commands::score::run_score(args),
         Command::Explain(args) => commands::score::run_explain(args),
         Command::FitScorer(args) => commands::score::run_fit(args),
+        Command::Watch(args) => commands::watch::run(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::Models(command) => commands::models::run(command),
     };

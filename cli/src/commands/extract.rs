@@ -68,7 +68,7 @@ pub fn run(args: ExtractArgs) -> Result<()> {
 }
 
 /// Today's date in UTC.
-fn today() -> NaiveDate {
+pub fn today() -> NaiveDate {
     let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400);
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(days as i64)
 }

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod models;
 pub mod score;
 pub mod signals;
+pub mod watch;
 
 use augur_core::ModelLocator;
 

@@ -128,6 +128,15 @@ pub enum AugurError {
         source: candle_core::Error,
     },
 
+    /// A LoRA adapter does not fit the model or is malformed.
+    #[error("{path}: {message}")]
+    Adapter {
+        /// The adapter file.
+        path: PathBuf,
+        /// What does not fit, and what was expected.
+        message: String,
+    },
+
     /// A caller-supplied argument is invalid.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

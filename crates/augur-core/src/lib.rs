@@ -20,6 +20,6 @@ pub mod model;
 pub mod provision;
 
 pub use embed::{Embedder, EmbedderBuilder, LongTextPolicy};
-pub use encoder::{BertEncoder, LoraLinear, LoraPair};
+pub use encoder::{AdapterConfig, BertEncoder, LoraAdapter, LoraLinear, LoraPair};
 pub use error::{AugurError, Result};
 pub use model::{EncoderConfig, InputKind, ModelFiles, ModelLocator, PoolingMode, DEFAULT_MODEL};

@@ -112,7 +112,9 @@ fn load_tokenizer(files: &ModelFiles, model_vocab: usize) -> Result<Tokenizer> {
     Ok(tokenizer)
 }
 
-/// A loaded model that turns texts into vectors. Cheap to share across threads (`&self` only).
+/// A loaded model that turns texts into vectors. Cheap to share across threads (`&self` only);
+/// cloning shares the weights.
+#[derive(Clone)]
 pub struct Embedder {
     encoder: BertEncoder,
     tokenizer: Tokenizer,
@@ -138,6 +140,15 @@ impl Embedder {
             max_tokens: None,
             batch_size: 32,
         }
+    }
+
+    /// A copy of this embedder with a LoRA adapter merged in; the base weights are shared, so
+    /// several adapters can be held and switched without reloading the model.
+    pub fn with_adapter(&self, adapter: &crate::encoder::LoraAdapter) -> Result<Self> {
+        adapter.check_base(&self.files.dir.display().to_string())?;
+        let mut adapted = self.clone();
+        adapted.encoder = self.encoder.with_adapter(adapter)?;
+        Ok(adapted)
     }
 
     /// Width of the output vectors.

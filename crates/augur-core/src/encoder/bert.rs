@@ -7,6 +7,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{LayerNorm, VarBuilder};
 
+use crate::encoder::adapter::LoraAdapter;
 use crate::encoder::linear::LoraLinear;
 use crate::error::{AugurError, CandleContext, Result};
 use crate::model::config::{Activation, EncoderConfig};
@@ -119,6 +120,47 @@ impl BertEncoder {
     /// The device the weights live on.
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// A copy with `adapter` merged into the targeted layers (`W + scale·B·A`), sharing every
+    /// other weight with `self`. Refuses adapters whose modules or shapes do not fit.
+    pub fn with_adapter(&self, adapter: &LoraAdapter) -> Result<Self> {
+        let mut merged = self.clone();
+        for (module, pair) in &adapter.pairs {
+            let linear = merged.linear_mut(module).ok_or_else(|| AugurError::Adapter {
+                path: "adapter_model.safetensors".into(),
+                message: format!("adapter targets `{module}`, which this {}-layer BERT does not have", self.config.num_hidden_layers),
+            })?;
+            let (out_dim, in_dim) = linear.weight().dims2().context("linear weight")?;
+            let (a_shape, b_shape) = (pair.a.dims().to_vec(), pair.b.dims().to_vec());
+            if a_shape != [adapter.config.r, in_dim] || b_shape != [out_dim, adapter.config.r] {
+                return Err(AugurError::Adapter {
+                    path: "adapter_model.safetensors".into(),
+                    message: format!(
+                        "`{module}`: lora_A {a_shape:?} / lora_B {b_shape:?} do not fit a [{out_dim}, {in_dim}] weight (expected [{r}, {in_dim}] / [{out_dim}, {r}])",
+                        r = adapter.config.r
+                    ),
+                });
+            }
+            *linear = linear.clone().with_lora(pair.clone()).merged()?;
+        }
+        Ok(merged)
+    }
+
+    /// The linear layer at a Hugging Face module path (`encoder.layer.3.attention.self.value`).
+    fn linear_mut(&mut self, module: &str) -> Option<&mut LoraLinear> {
+        let rest = module.strip_prefix("encoder.layer.")?;
+        let (index, name) = rest.split_once('.')?;
+        let layer = self.layers.get_mut(index.parse::<usize>().ok()?)?;
+        Some(match name {
+            "attention.self.query" => &mut layer.query,
+            "attention.self.key" => &mut layer.key,
+            "attention.self.value" => &mut layer.value,
+            "attention.output.dense" => &mut layer.attention_output,
+            "intermediate.dense" => &mut layer.intermediate,
+            "output.dense" => &mut layer.output,
+            _ => return None,
+        })
     }
 
     /// The transformer layers, in order.

@@ -1,0 +1,72 @@
+//! `augur watch`: NDJSON messages on stdin, one NDJSON result per message on stdout.
+
+use std::io::{BufRead, Write};
+
+use anyhow::Result;
+use augur_score::{LiveScorer, Message};
+use serde::Deserialize;
+
+use crate::commands::signals::{build_extractor, PackArgs};
+use crate::commands::ModelArgs;
+use crate::notes::parse_date;
+
+/// Score messages as they arrive: read one JSON object per line on stdin
+/// (`{"id", "account_id", "text", "timestamp"}`), write one JSON result per line on stdout with the
+/// message's signals, sentiment, the account's updated churn risk and lead intent, and the latency.
+/// Account state is kept in memory. A bad line gets an `{"error": ...}` line and the stream goes on.
+///
+/// Example: tail -f messages.ndjson | augur watch
+#[derive(clap::Args, Debug)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub pack: PackArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Deserialize)]
+struct Incoming {
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    account_id: String,
+    text: String,
+    #[serde(default)]
+    timestamp: Option<String>,
+}
+
+/// Runs `augur watch`.
+pub fn run(args: WatchArgs) -> Result<()> {
+    let live = LiveScorer::new(build_extractor(&args.model, &args.pack)?);
+    eprintln!("augur watch: ready, reading NDJSON messages on stdin");
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout().lock();
+    for (n, line) in stdin.lock().lines().enumerate() {
+        let line_no = n + 1;
+        let reply = match line {
+            Err(e) => serde_json::json!({"line": line_no, "error": format!("unreadable input: {e}")}),
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => match handle(&live, &line, line_no) {
+                Ok(value) => value,
+                Err(e) => serde_json::json!({"line": line_no, "error": e.to_string()}),
+            },
+        };
+        writeln!(stdout, "{reply}")?;
+        stdout.flush()?;
+    }
+    Ok(())
+}
+
+fn handle(live: &LiveScorer, line: &str, line_no: usize) -> Result<serde_json::Value> {
+    let incoming: Incoming = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("not a message ({e}); expected {{\"account_id\", \"text\", \"timestamp\"}}"))?;
+    let date = match incoming.timestamp.as_deref() {
+        None => super::extract::today(),
+        Some(raw) => parse_date(raw).ok_or_else(|| anyhow::anyhow!("bad timestamp `{raw}`: expected ISO 8601"))?,
+    };
+    let id = match incoming.id {
+        Some(serde_json::Value::String(s)) => s,
+        Some(other) => other.to_string(),
+        None => format!("line-{line_no}"),
+    };
+    let result = live.score_message(&Message { id, account_id: incoming.account_id, date, text: incoming.text })?;
+    Ok(serde_json::to_value(result)?)
+}
