@@ -71,13 +71,13 @@ pub struct NotesTable {
 
 /// Reads notes from `df` (file `input`, for messages) using the column mapping.
 pub fn notes_from_table(df: &DataFrame, input: &Path, columns: &ColumnArgs) -> Result<NotesTable> {
-    let Some(texts) = optional_strings(&df, &columns.text_column)? else {
+    let Some(texts) = optional_strings(df, &columns.text_column)? else {
         let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
         bail!("{}: no column `{}`; columns are: {}. Choose one with --text-column", input.display(), columns.text_column, names.join(", "));
     };
-    let ids = optional_strings(&df, &columns.id_column)?;
-    let accounts = optional_strings(&df, &columns.account_column)?;
-    let timestamps = optional_strings(&df, &columns.timestamp_column)?;
+    let ids = optional_strings(df, &columns.id_column)?;
+    let accounts = optional_strings(df, &columns.account_column)?;
+    let timestamps = optional_strings(df, &columns.timestamp_column)?;
 
     let mut notes: Vec<(usize, Note)> = Vec::new();
     let mut rejects = Vec::new();

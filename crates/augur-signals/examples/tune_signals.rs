@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = root.join("models/multilingual-e5-small").display().to_string();
     let thresholds = [0.5f32, 0.6, 0.7, 0.8, 0.9];
     for l2 in [0.03f32, 0.1, 0.3] {
-        let mut pooled: Vec<(f32, f32, Vec<(GoldNote, NoteSignals)>)> = Vec::new();
+        let mut pooled: Vec<Vec<(GoldNote, NoteSignals)>> = Vec::new();
         for held in 0..2 {
             let mut pack = SignalPack::builtin();
             pack.labelled_notes = folds[1 - held].clone();
@@ -39,13 +39,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .build()?;
             let notes: Vec<_> = folds[held].iter().map(GoldNote::to_note).collect();
             let found = extractor.extract_batch(&notes)?;
-            pooled.push((l2, 0.0, folds[held].iter().cloned().zip(found).collect()));
+            pooled.push(folds[held].iter().cloned().zip(found).collect());
         }
         for t in thresholds {
             for margin in [1.0f32, 0.2, 0.1] {
                 let (gold, predicted): (Vec<GoldNote>, Vec<NoteSignals>) = pooled
                     .iter()
-                    .flat_map(|(_, _, pairs)| pairs.iter().cloned())
+                    .flat_map(|pairs| pairs.iter().cloned())
                     .map(|(g, mut p)| {
                         let best: std::collections::BTreeMap<usize, f32> = p.hits.iter().fold(Default::default(), |mut m, h| {
                             let e = m.entry(h.char_start).or_insert(0.0f32);

@@ -83,7 +83,7 @@ impl EncoderConfig {
 
     fn check(&self, path: &Path) -> Result<()> {
         let unsupported = |message: String| AugurError::UnsupportedConfig { file: path.to_path_buf(), message };
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(unsupported(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads

@@ -170,7 +170,7 @@ impl E5s1File {
                 }
                 let tensor = E5s1Tensor { name, n_elements, offset, n_bytes };
                 let q4_bytes = n_elements.div_ceil(Q4_BLOCK) * Q4_BLOCK_BYTES;
-                if tensor.is_quantized() && (n_elements % Q4_BLOCK != 0 || n_bytes != q4_bytes) {
+                if tensor.is_quantized() && (!n_elements.is_multiple_of(Q4_BLOCK) || n_bytes != q4_bytes) {
                     return Err(c.error(format!(
                         "tensor `{}`: {n_bytes} bytes fit neither f32 ({} bytes) nor Q4_0 ({q4_bytes} bytes) for {n_elements} values",
                         tensor.name,
