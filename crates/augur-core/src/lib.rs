@@ -16,6 +16,7 @@
 pub mod embed;
 pub mod encoder;
 pub mod error;
+pub mod finetune;
 pub mod model;
 pub mod provision;
 

