@@ -35,6 +35,10 @@ enum Command {
     FitScorer(commands::score::FitScorerArgs),
     /// Score NDJSON messages from stdin as they arrive (signals, sentiment, account risk, latency).
     Watch(commands::watch::WatchArgs),
+    /// Fine-tune a LoRA adapter + classification head from labelled examples.
+    Fit(commands::fit::FitArgs),
+    /// Accuracy, macro-F1 and confusion matrix of a fitted adapter.
+    Eval(commands::fit::EvalArgs),
     /// Embed the text column of a table (CSV / Parquet / NDJSON) into vectors.
     Embed(commands::embed::EmbedArgs),
     /// List, verify and import models.
@@ -51,6 +55,8 @@ fn main() {
         Command::Explain(args) => commands::score::run_explain(args),
         Command::FitScorer(args) => commands::score::run_fit(args),
         Command::Watch(args) => commands::watch::run(args),
+        Command::Fit(args) => commands::fit::run_fit(args),
+        Command::Eval(args) => commands::fit::run_eval(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::Models(command) => commands::models::run(command),
     };

