@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use augur_core::embed::cosine;
-use augur_core::finetune::{FineTuneConfig, LabelledText, SeededRng, TextClassifier};
+use augur_core::finetune::{FineTuneConfig, FitMethod, LabelledText, SeededRng, TextClassifier};
 use augur_core::{Embedder, InputKind, ModelLocator};
 use augur_signals::classify::{FitSettings, HeadTraining, LogisticHeads};
 
@@ -23,6 +23,8 @@ struct Args {
     seeds: u64,
     eval: usize,
     epochs: usize,
+    learning_rate: f64,
+    method: FitMethod,
 }
 
 fn parse_args() -> Result<Args> {
@@ -35,6 +37,8 @@ fn parse_args() -> Result<Args> {
         seeds: 3,
         eval: 2000,
         epochs: 4,
+        learning_rate: 5e-4,
+        method: FitMethod::Contrastive,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,7 +50,15 @@ fn parse_args() -> Result<Args> {
             "--seeds" => args.seeds = value()?.parse()?,
             "--eval" => args.eval = value()?.parse()?,
             "--epochs" => args.epochs = value()?.parse()?,
-            other => bail!("unknown flag {other}; flags: --data DIR --model DIR --ks 8,16,64 --seeds 3 --eval 2000 --epochs 4"),
+            "--lr" => args.learning_rate = value()?.parse()?,
+            "--method" => {
+                args.method = match value()?.as_str() {
+                    "supervised" => FitMethod::Supervised,
+                    "contrastive" => FitMethod::Contrastive,
+                    other => bail!("--method {other}: expected supervised or contrastive"),
+                }
+            }
+            other => bail!("unknown flag {other}; flags: --data DIR --model DIR --ks 8,16,64 --seeds 3 --eval 2000 --epochs 4 --lr 5e-4 --method contrastive|supervised"),
         }
     }
     Ok(args)
@@ -124,7 +136,7 @@ fn main() -> Result<()> {
                 .iter()
                 .map(|(t, l)| LabelledText { text: t.clone(), labels: vec![if *l == 1 { "pos".into() } else { "neg".into() }] })
                 .collect();
-            let config = FineTuneConfig { epochs: args.epochs, seed, ..FineTuneConfig::default() };
+            let config = FineTuneConfig { method: args.method, epochs: args.epochs, learning_rate: args.learning_rate, seed, ..FineTuneConfig::default() };
             let fit_started = Instant::now();
             let (classifier, _, _) = TextClassifier::fit(&base, &labelled, &[], &config, |_| {})?;
             let fit_seconds = fit_started.elapsed().as_secs_f64();

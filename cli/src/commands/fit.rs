@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use augur_core::finetune::{FineTuneConfig, LabelledText, SeededRng, TextClassifier};
+use augur_core::finetune::{FineTuneConfig, FitMethod, LabelledText, SeededRng, TextClassifier};
 use augur_core::Embedder;
 
 use crate::commands::ModelArgs;
@@ -55,8 +55,21 @@ pub struct FitArgs {
     /// Seed.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// supervised: LoRA + head on cross-entropy; contrastive: SetFit-style pairs, then a
+    /// prototype head.
+    #[arg(long, value_enum, default_value_t = MethodArg::Supervised)]
+    pub method: MethodArg,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+/// `--method`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum MethodArg {
+    /// LoRA and head together on the labels.
+    Supervised,
+    /// Contrastive pairs shape the embedding, then a prototype head.
+    Contrastive,
 }
 
 /// Accuracy, macro-F1, per-label precision / recall and the confusion matrix of a fitted adapter.
@@ -110,6 +123,10 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
     let holdout = examples.split_off(examples.len() - holdout_n);
     let base = load_base(&args.model)?;
     let config = FineTuneConfig {
+        method: match args.method {
+            MethodArg::Supervised => FitMethod::Supervised,
+            MethodArg::Contrastive => FitMethod::Contrastive,
+        },
         r: args.rank,
         alpha: args.alpha,
         dropout: args.dropout,

@@ -17,9 +17,22 @@ use crate::encoder::linear::{LoraLinear, LoraPair};
 use crate::error::{io_error, AugurError, CandleContext, Result};
 use crate::model::InputKind;
 
+/// How the adapter is trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FitMethod {
+    /// LoRA and the head together, cross-entropy on the labels.
+    Supervised,
+    /// SetFit-style: LoRA shaped by contrastive pairs (same label → cosine 1, different → 0),
+    /// then a prototype head on the tuned embeddings.
+    Contrastive,
+}
+
 /// Settings of a fine-tuning run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FineTuneConfig {
+    /// Training method.
+    pub method: FitMethod,
     /// LoRA rank.
     pub r: usize,
     /// LoRA alpha (update scaled by `alpha / r`).
@@ -46,6 +59,7 @@ pub struct FineTuneConfig {
 impl Default for FineTuneConfig {
     fn default() -> Self {
         Self {
+            method: FitMethod::Supervised,
             r: 8,
             alpha: 16.0,
             dropout: 0.0,
@@ -230,7 +244,7 @@ pub struct TrainingReport {
     pub labels: Vec<String>,
     /// Mean training loss per epoch.
     pub epoch_loss: Vec<f64>,
-    /// Held-out accuracy per epoch.
+    /// Held-out accuracy per epoch (NaN when nothing was held out: the last epoch is kept).
     pub epoch_holdout_accuracy: Vec<f64>,
     /// The epoch kept (1-based).
     pub best_epoch: usize,
@@ -306,7 +320,9 @@ impl TextClassifier {
         let head_w = Var::from_tensor(&Tensor::from_vec(w, (labels.len(), hidden), &device).context("head")?).context("head")?;
         let head_b = Var::from_tensor(&Tensor::from_vec(b, labels.len(), &device).context("head bias")?).context("head bias")?;
         let mut vars = lora.vars();
-        vars.extend([head_w.clone(), head_b.clone()]);
+        if config.method == FitMethod::Supervised {
+            vars.extend([head_w.clone(), head_b.clone()]);
+        }
         let mut optimizer = candle_nn::AdamW::new(
             vars,
             candle_nn::ParamsAdamW { lr: config.learning_rate, weight_decay: config.weight_decay, ..Default::default() },
@@ -333,11 +349,45 @@ impl TextClassifier {
         };
         let mut best: Option<(f64, TextClassifier, LoraAdapter)> = None;
         let mut order: Vec<usize> = (0..train.len()).collect();
-        let steps = train.len().div_ceil(config.batch_size.max(1));
+        let supervised_steps = train.len().div_ceil(config.batch_size.max(1));
+        let by_label: BTreeMap<&str, Vec<usize>> = labels
+            .iter()
+            .map(|l| (l.as_str(), (0..train.len()).filter(|&i| train[i].labels.contains(l)).collect()))
+            .collect();
         for epoch in 1..=config.epochs.max(1) {
             rng.shuffle(&mut order);
             let mut loss_sum = 0.0;
-            for (step, batch) in order.chunks(config.batch_size.max(1)).enumerate() {
+            if config.method == FitMethod::Contrastive {
+                // One positive and one negative pair per example, in shuffled batches.
+                let mut pairs: Vec<(usize, usize, f32)> = Vec::new();
+                for &i in &order {
+                    let label = train[i].labels.first().map(String::as_str).unwrap_or("");
+                    let same = &by_label[label];
+                    pairs.push((i, same[(rng.next_f64() * same.len() as f64) as usize % same.len()], 1.0));
+                    let others: Vec<usize> = (0..train.len()).filter(|&j| train[j].labels != train[i].labels).collect();
+                    if !others.is_empty() {
+                        pairs.push((i, others[(rng.next_f64() * others.len() as f64) as usize % others.len()], 0.0));
+                    }
+                }
+                rng.shuffle(&mut pairs);
+                let steps = pairs.len().div_ceil(config.batch_size.max(1));
+                for (step, batch) in pairs.chunks(config.batch_size.max(1)).enumerate() {
+                    let rows: Vec<&[u32]> = batch.iter().map(|p| train_ids[p.0].as_slice()).chain(batch.iter().map(|p| train_ids[p.1].as_slice())).collect();
+                    let (ids, mask) = batch_tensors(&rows, pad, &device)?;
+                    let pooled = pool_mean(&encoder.forward_with(&ops, &ids, &mask)?, &mask).context("pooling")?;
+                    let norms = pooled.sqr().and_then(|x| x.sum_keepdim(1)).and_then(|x| x.sqrt()).context("norm")?;
+                    let unit = pooled.broadcast_div(&norms).context("normalise")?;
+                    let n = batch.len();
+                    let cos = (unit.narrow(0, 0, n).context("pairs")? * unit.narrow(0, n, n).context("pairs")?).and_then(|x| x.sum(1)).context("cosine")?;
+                    let y = Tensor::from_vec(batch.iter().map(|p| p.2).collect::<Vec<f32>>(), n, &device).context("targets")?;
+                    let loss = (cos - y).and_then(|d| d.sqr()).and_then(|d| d.mean_all()).context("loss")?;
+                    optimizer.backward_step(&loss).context("backward")?;
+                    let value = f64::from(loss.to_scalar::<f32>().context("loss")?);
+                    loss_sum += value / steps as f64;
+                    on_step(&FitProgress { epoch, step: step + 1, steps, loss: value });
+                }
+            }
+            for (step, batch) in order.chunks(config.batch_size.max(1)).enumerate().filter(|_| config.method == FitMethod::Supervised) {
                 let rows: Vec<&[u32]> = batch.iter().map(|&i| train_ids[i].as_slice()).collect();
                 let (ids, mask) = batch_tensors(&rows, pad, &device)?;
                 let hidden_state = encoder.forward_with(&ops, &ids, &mask)?;
@@ -354,21 +404,23 @@ impl TextClassifier {
                 };
                 optimizer.backward_step(&loss).context("backward")?;
                 let value = f64::from(loss.to_scalar::<f32>().context("loss")?);
-                loss_sum += value;
-                on_step(&FitProgress { epoch, step: step + 1, steps, loss: value });
+                loss_sum += value / supervised_steps as f64;
+                on_step(&FitProgress { epoch, step: step + 1, steps: supervised_steps, loss: value });
             }
-            report.epoch_loss.push(loss_sum / steps as f64);
+            report.epoch_loss.push(loss_sum);
             let adapter = lora.to_adapter(&base.files().dir.display().to_string());
-            let classifier = TextClassifier {
-                embedder: base.with_adapter_unchecked(&adapter)?,
-                head_weight: head_w.as_tensor().copy().context("head")?,
-                head_bias: head_b.as_tensor().copy().context("head")?,
-                labels: labels.clone(),
-                multi_label,
+            let embedder = base.with_adapter_unchecked(&adapter)?;
+            let (head_weight, head_bias) = match config.method {
+                FitMethod::Supervised => (head_w.as_tensor().copy().context("head")?, head_b.as_tensor().copy().context("head")?),
+                FitMethod::Contrastive => {
+                    let (w, b) = prototype_head(&embedder.encode_windows(&base_windows)?, train, &labels, hidden);
+                    (Tensor::from_vec(w, (labels.len(), hidden), &device).context("head")?, Tensor::from_vec(b, labels.len(), &device).context("head")?)
+                }
             };
-            let eval_on = if holdout.is_empty() { train } else { holdout };
-            let accuracy = classifier.accuracy(eval_on)?;
-            report.epoch_holdout_accuracy.push(accuracy);
+            let classifier = TextClassifier { embedder, head_weight, head_bias, labels: labels.clone(), multi_label };
+            // Without held-out examples there is nothing honest to select on: keep the last epoch.
+            let accuracy = if holdout.is_empty() { epoch as f64 } else { classifier.accuracy(holdout)? };
+            report.epoch_holdout_accuracy.push(if holdout.is_empty() { f64::NAN } else { accuracy });
             if best.as_ref().is_none_or(|(b, _, _)| accuracy > *b) {
                 report.best_epoch = epoch;
                 best = Some((accuracy, classifier, adapter));
