@@ -3,16 +3,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+
 use anyhow::{Context, Result};
 use augur_signals::{Note, NoteSignals, SignalExtractor};
 use chrono::NaiveDate;
-use polars::prelude::{Column, DataFrame, DataType, NamedFrom, Series};
+use polars::prelude::{Column, CsvWriter, DataFrame, DataType, JsonFormat, JsonWriter, NamedFrom, SerWriter, Series};
 
 use crate::commands::signals::{build_extractor, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, write_rejects, ColumnArgs, NotesTable, Reject};
 use crate::progress::Progress;
-use crate::table::{read_table, write_table};
+use crate::table::{read_table, write_table, Format};
 
 /// Find buying and risk signals, with the clause that carries each one.
 ///
@@ -40,6 +41,13 @@ pub struct ExtractArgs {
     /// With --text: print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Continue an interrupted run of the same input, output and settings from its last
+    /// checkpoint (saved after every chunk; the output appears only when complete).
+    #[arg(long)]
+    pub resume: bool,
+    /// Notes per chunk (one checkpoint per chunk).
+    #[arg(long, default_value_t = 64)]
+    pub chunk_size: usize,
     /// Where rejected rows go (default: OUTPUT with `.rejects.csv`).
     #[arg(long)]
     pub rejects: Option<PathBuf>,
@@ -51,8 +59,13 @@ pub struct ExtractArgs {
     pub model: ModelArgs,
 }
 
-/// Notes per extractor call.
-const NOTES_PER_STEP: usize = 64;
+/// Table-mode options.
+struct TableOptions {
+    resume: bool,
+    chunk_size: usize,
+    /// The settings that must match for a resume.
+    settings: String,
+}
 
 /// Runs `augur extract`.
 pub fn run(args: ExtractArgs) -> Result<()> {
@@ -64,7 +77,9 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     }
     let (input, output) = (args.input.as_deref().expect("clap"), args.output.as_deref().expect("clap"));
     let rejects_path = args.rejects.clone().unwrap_or_else(|| output.with_extension("rejects.csv"));
-    run_table(&extractor, input, output, &rejects_path, &args.columns)
+    let settings = format!("{:?} {:?} {:?} {}", args.columns, args.pack, args.model, args.chunk_size);
+    let options = TableOptions { resume: args.resume, chunk_size: args.chunk_size, settings };
+    run_table(&extractor, input, output, &rejects_path, &args.columns, &options)
 }
 
 /// Today's date in UTC.
@@ -100,25 +115,123 @@ fn print_hits(found: &NoteSignals, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn run_table(extractor: &SignalExtractor, input: &Path, output: &Path, rejects_path: &Path, columns: &ColumnArgs) -> Result<()> {
+/// Progress of a table run, saved after every chunk so `--resume` can continue after a crash.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Checkpoint {
+    /// Identity of the input, output and settings; a resume with anything changed starts over.
+    fingerprint: String,
+    /// Notes (usable rows) already written.
+    notes_done: usize,
+    /// Length of the partial output after the last complete chunk.
+    partial_bytes: u64,
+    /// Hits per signal so far, for the summary.
+    hits: BTreeMap<String, usize>,
+    /// Notes with at least one hit so far.
+    with_hits: usize,
+}
+
+/// Where the partial output and checkpoint of `output` live.
+fn partial_paths(output: &Path, format: Format) -> (PathBuf, PathBuf) {
+    let name = output.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let ext = if format == Format::Csv { "csv" } else { "ndjson" };
+    (output.with_file_name(format!("{name}.partial.{ext}")), output.with_file_name(format!("{name}.checkpoint.json")))
+}
+
+fn fingerprint(input: &Path, output: &Path, settings: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    input.canonicalize().unwrap_or_else(|_| input.to_path_buf()).hash(&mut h);
+    output.hash(&mut h);
+    if let Ok(meta) = std::fs::metadata(input) {
+        meta.len().hash(&mut h);
+        meta.modified().ok().hash(&mut h);
+    }
+    settings.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+fn run_table(
+    extractor: &SignalExtractor,
+    input: &Path,
+    output: &Path,
+    rejects_path: &Path,
+    columns: &ColumnArgs,
+    options: &TableOptions,
+) -> Result<()> {
+    let format = Format::of(output)?;
     let df = read_table(input)?;
     let NotesTable { notes, rejects, rows } = notes_from_table(&df, input, columns)?;
+    write_rejects(&rejects, rejects_path)?;
+    let (partial, checkpoint_path) = partial_paths(output, format);
+    let fingerprint = fingerprint(input, output, &options.settings);
+    let saved: Option<Checkpoint> = std::fs::read_to_string(&checkpoint_path).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let mut checkpoint = match saved {
+        Some(c) if options.resume && c.fingerprint == fingerprint && partial.is_file() => {
+            eprintln!("resuming: {} of {} notes already done ({})", c.notes_done, notes.len(), partial.display());
+            let file = std::fs::OpenOptions::new().write(true).open(&partial).with_context(|| format!("{}", partial.display()))?;
+            file.set_len(c.partial_bytes).with_context(|| format!("{}: cannot truncate to the last checkpoint", partial.display()))?;
+            c
+        }
+        saved => {
+            if saved.is_some() && !options.resume {
+                eprintln!("note: an interrupted run of this output was found; starting over (pass --resume to continue it)");
+            } else if saved.is_some() {
+                eprintln!("note: the interrupted run used other input or settings; starting over");
+            }
+            std::fs::write(&partial, b"").with_context(|| format!("{}: cannot create", partial.display()))?;
+            Checkpoint { fingerprint, ..Checkpoint::default() }
+        }
+    };
+
     let mut progress = Progress::new("extract", notes.len());
-    let mut results: Vec<(usize, NoteSignals)> = Vec::with_capacity(notes.len());
-    for chunk in notes.chunks(NOTES_PER_STEP) {
+    progress.advance(checkpoint.notes_done);
+    for chunk in notes[checkpoint.notes_done.min(notes.len())..].chunks(options.chunk_size.max(1)) {
         let batch: Vec<Note> = chunk.iter().map(|(_, n)| n.clone()).collect();
         let found = extractor.extract_batch(&batch).with_context(|| {
             format!("{}: extracting rows {}..{}", input.display(), chunk[0].0 + 1, chunk[chunk.len() - 1].0 + 1)
         })?;
-        results.extend(chunk.iter().map(|(row, _)| *row).zip(found));
+        let results: Vec<(usize, NoteSignals)> = chunk.iter().map(|(row, _)| *row).zip(found).collect();
+        let mut part = hits_table(&df, &results, columns)?;
+        append_chunk(&mut part, &partial, format, checkpoint.notes_done == 0)?;
+        checkpoint.notes_done += chunk.len();
+        checkpoint.partial_bytes = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
+        for (_, r) in &results {
+            checkpoint.with_hits += usize::from(!r.hits.is_empty());
+            for hit in &r.hits {
+                *checkpoint.hits.entry(hit.signal.clone()).or_default() += 1;
+            }
+        }
+        let tmp = checkpoint_path.with_extension("json.tmp");
+        std::fs::write(&tmp, serde_json::to_string(&checkpoint)?).and_then(|_| std::fs::rename(&tmp, &checkpoint_path))
+            .with_context(|| format!("{}: cannot save checkpoint", checkpoint_path.display()))?;
         progress.advance(chunk.len());
     }
 
-    let mut out = hits_table(&df, &results, columns)?;
-    write_table(&mut out, output)?;
-    write_rejects(&rejects, rejects_path)?;
-    summarize(&results, &rejects, rows, output, rejects_path);
+    if notes.is_empty() {
+        write_table(&mut hits_table(&df, &[], columns)?, output)?;
+        let _ = std::fs::remove_file(&partial);
+    } else if format == Format::Parquet {
+        let mut all = read_table(&partial)?;
+        write_table(&mut all, output)?;
+        std::fs::remove_file(&partial).with_context(|| format!("{}", partial.display()))?;
+    } else {
+        std::fs::rename(&partial, output).with_context(|| format!("{}: cannot move into place", output.display()))?;
+    }
+    let _ = std::fs::remove_file(&checkpoint_path);
+    summarize(&checkpoint, notes.len(), &rejects, rows, output, rejects_path);
     Ok(())
+}
+
+/// Appends one chunk's rows to the partial output (CSV with a header only on the first chunk).
+fn append_chunk(df: &mut DataFrame, partial: &Path, format: Format, first: bool) -> Result<()> {
+    let mut file = std::fs::OpenOptions::new().append(true).open(partial).with_context(|| format!("{}", partial.display()))?;
+    let written = if format == Format::Csv {
+        CsvWriter::new(&mut file).include_header(first).finish(df)
+    } else {
+        JsonWriter::new(&mut file).with_json_format(JsonFormat::JsonLines).finish(df)
+    };
+    written.map_err(|e| anyhow::anyhow!("{}: cannot append rows: {e}", partial.display()))?;
+    file.sync_data().with_context(|| format!("{}", partial.display()))
 }
 
 /// One row per hit (or per note without hits), input columns passed through.
@@ -183,21 +296,14 @@ fn hits_table(df: &DataFrame, results: &[(usize, NoteSignals)], columns: &Column
     Ok(DataFrame::new(passed.height(), all)?)
 }
 
-fn summarize(results: &[(usize, NoteSignals)], rejects: &[Reject], rows: usize, output: &Path, rejects_path: &Path) {
-    let mut per_signal: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, found) in results {
-        for hit in &found.hits {
-            *per_signal.entry(hit.signal.as_str()).or_default() += 1;
-        }
-    }
-    let with_hits = results.iter().filter(|(_, f)| !f.hits.is_empty()).count();
+fn summarize(done: &Checkpoint, analysed: usize, rejects: &[Reject], rows: usize, output: &Path, rejects_path: &Path) {
     eprintln!(
-        "{rows} rows: {} analysed ({with_hits} with signals), {} rejected -> {}",
-        results.len(),
+        "{rows} rows: {analysed} analysed ({} with signals), {} rejected -> {}",
+        done.with_hits,
         rejects.len(),
         output.display()
     );
-    for (signal, n) in &per_signal {
+    for (signal, n) in &done.hits {
         eprintln!("  {signal:<26} {n}");
     }
     if !rejects.is_empty() {
