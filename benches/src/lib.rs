@@ -1,6 +1,8 @@
 //! The baseline Augur is measured against: stock `candle_transformers::models::bert::BertModel`
 //! loaded from the same model directory and fed the same token ids.
 
+#![warn(missing_docs)]
+
 use std::path::Path;
 
 use anyhow::{Context, Result};

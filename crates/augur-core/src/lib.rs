@@ -13,6 +13,8 @@
 //! # Ok::<(), augur_core::AugurError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod embed;
 pub mod encoder;
 pub mod error;

@@ -6,6 +6,8 @@
 //! (additive logistic scorers whose factors sum to the log-odds) → [`rules`] (events for teams).
 //! [`fit`] learns weights from outcome labels; [`live`] scores messages one at a time.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod features;
 pub mod fit;

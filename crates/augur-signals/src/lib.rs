@@ -16,6 +16,8 @@
 //! # Ok::<(), augur_signals::SignalError>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod cache;
 pub mod classify;
 pub mod corpus;
