@@ -57,6 +57,7 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
 /// appears under its final name only when complete.
 pub fn write_table(df: &mut DataFrame, path: &Path) -> Result<()> {
     let format = Format::of(path)?;
+    ensure_parent(path)?;
     let partial = path.with_extension(format!(
         "{}.partial",
         path.extension().and_then(|e| e.to_str()).unwrap_or("out")
@@ -85,4 +86,14 @@ pub fn string_column<'a>(df: &'a DataFrame, name: &str, file: &Path, flag: &str)
     column.str().with_context(|| {
         format!("{}: column `{name}` must hold text, found {}", file.display(), column.dtype())
     })
+}
+
+/// Creates the folder `path` will be written into, if missing.
+pub fn ensure_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the output folder", dir.display()))
+        }
+        _ => Ok(()),
+    }
 }

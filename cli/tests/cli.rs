@@ -147,3 +147,18 @@ fn fit_writes_a_peft_adapter_and_eval_scores_it() {
     assert!(metrics["accuracy"].as_f64().unwrap() >= 0.8, "{metrics}");
     assert!(metrics["confusion"]["buying"].is_object());
 }
+
+/// Regression: writing into a folder that does not exist yet (e.g. `target/` when
+/// CARGO_TARGET_DIR points elsewhere, as `make demo` does on CI) failed with "No such file".
+#[test]
+fn outputs_go_into_folders_that_do_not_exist_yet() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("new/deeper/signals.csv");
+    let run = augur(&["extract", &sample(), "-o", out.to_str().unwrap()]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(out.is_file());
+    assert!(tmp.path().join("new/deeper/signals.rejects.csv").is_file());
+    let embedded = tmp.path().join("other/embedded.ndjson");
+    assert!(augur(&["embed", &sample(), "-o", embedded.to_str().unwrap()]).status.success());
+    assert!(embedded.is_file());
+}

@@ -13,7 +13,7 @@ use crate::commands::signals::{build_extractor, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, write_rejects, ColumnArgs, NotesTable, Reject};
 use crate::progress::Progress;
-use crate::table::{read_table, write_table, Format};
+use crate::table::{ensure_parent, read_table, write_table, Format};
 
 /// Find buying and risk signals, with the clause that carries each one.
 ///
@@ -159,6 +159,7 @@ fn run_table(
     options: &TableOptions,
 ) -> Result<()> {
     let format = Format::of(output)?;
+    ensure_parent(output)?;
     let df = read_table(input)?;
     let NotesTable { notes, rejects, rows } = notes_from_table(&df, input, columns)?;
     write_rejects(&rejects, rejects_path)?;

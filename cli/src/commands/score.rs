@@ -17,7 +17,7 @@ use crate::commands::signals::{build_extractor, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, optional_strings, write_rejects, ColumnArgs, Reject};
 use crate::progress::Progress;
-use crate::table::{read_table, write_table};
+use crate::table::{ensure_parent, read_table, write_table};
 
 /// Account-table columns that are outcomes, never features.
 const LABEL_COLUMNS: &[&str] = &["churned", "won"];
@@ -332,6 +332,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
             text.push('\n');
         }
         use std::io::Write;
+        ensure_parent(events_path)?;
         std::fs::OpenOptions::new().create(true).append(true).open(events_path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .with_context(|| format!("{}: cannot append events", events_path.display()))?;
@@ -367,6 +368,7 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
         TargetArg::LeadIntent => Target::LeadIntent,
     };
     let (scorer, report) = fit_scorer(target.name(), &rows, &labels, FitOptions { l2: args.l2, folds: args.folds, ..FitOptions::default() })?;
+    ensure_parent(&args.output)?;
     scorer.save(&args.output)?;
     println!("{} on {} accounts ({} positive, {unlabelled} unlabelled skipped), {} features", report.target, report.accounts, report.positives, report.features);
     println!("cross-validated AUC ({} folds): {:.3}", report.folds, report.cv_auc);
