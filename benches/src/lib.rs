@@ -21,11 +21,21 @@ impl CandleBaseline {
     /// Loads `dir/config.json` and `dir/model.safetensors`.
     pub fn load(dir: &Path) -> Result<Self> {
         let config_text = std::fs::read_to_string(dir.join("config.json"))?;
-        let config: Config = serde_json::from_str(&config_text).context("candle-transformers bert::Config")?;
+        let config: Config =
+            serde_json::from_str(&config_text).context("candle-transformers bert::Config")?;
         let pad_token_id = config.pad_token_id as u32;
         // SAFETY: read-only memory map of a file nobody writes while the benchmark runs.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[dir.join("model.safetensors")], DType::F32, &Device::Cpu)? };
-        Ok(Self { model: BertModel::load(vb, &config)?, pad_token_id })
+        let vb = unsafe {
+            VarBuilder::from_mmaped_safetensors(
+                &[dir.join("model.safetensors")],
+                DType::F32,
+                &Device::Cpu,
+            )?
+        };
+        Ok(Self {
+            model: BertModel::load(vb, &config)?,
+            pad_token_id,
+        })
     }
 
     /// Last hidden state `[batch, seq, hidden]` for padded ids and mask.
@@ -55,10 +65,16 @@ pub fn pad_batch(rows: &[&[u32]], pad: u32) -> Result<(Tensor, Tensor)> {
         ids.resize(ids.len() + seq - row.len(), pad);
         mask.extend((0..seq).map(|i| u32::from(i < row.len())));
     }
-    Ok((Tensor::from_vec(ids, (rows.len(), seq), &Device::Cpu)?, Tensor::from_vec(mask, (rows.len(), seq), &Device::Cpu)?))
+    Ok((
+        Tensor::from_vec(ids, (rows.len(), seq), &Device::Cpu)?,
+        Tensor::from_vec(mask, (rows.len(), seq), &Device::Cpu)?,
+    ))
 }
 
 /// Token ids of single-window texts (the benchmark truncates, as the comparison requires).
 pub fn first_windows(windows: Vec<Vec<TokenWindow>>) -> Vec<Vec<u32>> {
-    windows.into_iter().map(|mut w| w.swap_remove(0).ids).collect()
+    windows
+        .into_iter()
+        .map(|mut w| w.swap_remove(0).ids)
+        .collect()
 }

@@ -7,8 +7,14 @@ use augur_benches::{first_windows, pad_batch, CandleBaseline};
 use augur_core::{Embedder, InputKind, LongTextPolicy, ModelLocator};
 
 fn model_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models").join(name);
-    assert!(dir.join("model.safetensors").is_file(), "{} missing: run `models/fetch` first", dir.display());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models")
+        .join(name);
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "{} missing: run `models/fetch` first",
+        dir.display()
+    );
     dir
 }
 
@@ -36,8 +42,20 @@ fn check(name: &str) {
     let a = ours.encoder().forward(&ids_t, &mask_t).unwrap();
     let b = baseline.forward(&ids_t, &mask_t).unwrap();
     assert_eq!(a.dims(), b.dims());
-    let max_diff: f32 = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap();
-    assert!(max_diff < 1e-4, "{name}: last hidden state differs by {max_diff} (limit 1e-4)");
+    let max_diff: f32 = (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap();
+    assert!(
+        max_diff < 1e-4,
+        "{name}: last hidden state differs by {max_diff} (limit 1e-4)"
+    );
 }
 
 #[test]

@@ -43,20 +43,35 @@ pub fn parse_date(raw: &str) -> Option<NaiveDate> {
     if let Ok(dt) = chrono::DateTime::parse_from_rfc3339(raw) {
         return Some(dt.naive_local().date());
     }
-    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(dt) = NaiveDateTime::parse_from_str(raw, format) {
             return Some(dt.date());
         }
     }
-    NaiveDate::parse_from_str(raw, "%Y-%m-%d").or_else(|_| NaiveDate::parse_from_str(raw, "%Y/%m/%d")).ok()
+    NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+        .or_else(|_| NaiveDate::parse_from_str(raw, "%Y/%m/%d"))
+        .ok()
 }
 
 /// An optional column as strings (any type is cast), or `None` when the table has no such column.
 pub fn optional_strings(df: &DataFrame, name: &str) -> Result<Option<Vec<Option<String>>>> {
-    let Ok(column) = df.column(name) else { return Ok(None) };
-    let cast = column.cast(&DataType::String).with_context(|| format!("column `{name}`: cannot read as text"))?;
-    let strings = cast.str().map_err(|e| anyhow::anyhow!("column `{name}`: {e}"))?;
-    Ok(Some(strings.iter().map(|v| v.map(str::to_string)).collect()))
+    let Ok(column) = df.column(name) else {
+        return Ok(None);
+    };
+    let cast = column
+        .cast(&DataType::String)
+        .with_context(|| format!("column `{name}`: cannot read as text"))?;
+    let strings = cast
+        .str()
+        .map_err(|e| anyhow::anyhow!("column `{name}`: {e}"))?;
+    Ok(Some(
+        strings.iter().map(|v| v.map(str::to_string)).collect(),
+    ))
 }
 
 /// The usable notes of a table (with their 0-based row) and the rejected rows.
@@ -72,8 +87,17 @@ pub struct NotesTable {
 /// Reads notes from `df` (file `input`, for messages) using the column mapping.
 pub fn notes_from_table(df: &DataFrame, input: &Path, columns: &ColumnArgs) -> Result<NotesTable> {
     let Some(texts) = optional_strings(df, &columns.text_column)? else {
-        let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
-        bail!("{}: no column `{}`; columns are: {}. Choose one with --text-column", input.display(), columns.text_column, names.join(", "));
+        let names: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        bail!(
+            "{}: no column `{}`; columns are: {}. Choose one with --text-column",
+            input.display(),
+            columns.text_column,
+            names.join(", ")
+        );
     };
     let ids = optional_strings(df, &columns.id_column)?;
     let accounts = optional_strings(df, &columns.account_column)?;
@@ -82,8 +106,17 @@ pub fn notes_from_table(df: &DataFrame, input: &Path, columns: &ColumnArgs) -> R
     let mut notes: Vec<(usize, Note)> = Vec::new();
     let mut rejects = Vec::new();
     for (row, text) in texts.iter().enumerate() {
-        let id = ids.as_ref().and_then(|c| c[row].clone()).unwrap_or_else(|| format!("row-{}", row + 1));
-        let mut reject = |reason: String| rejects.push(Reject { row: row + 1, id: id.clone(), reason });
+        let id = ids
+            .as_ref()
+            .and_then(|c| c[row].clone())
+            .unwrap_or_else(|| format!("row-{}", row + 1));
+        let mut reject = |reason: String| {
+            rejects.push(Reject {
+                row: row + 1,
+                id: id.clone(),
+                reason,
+            })
+        };
         let Some(text) = text.as_deref().filter(|t| !t.trim().is_empty()) else {
             reject(format!("missing text in column `{}`", columns.text_column));
             continue;
@@ -108,22 +141,38 @@ pub fn notes_from_table(df: &DataFrame, input: &Path, columns: &ColumnArgs) -> R
         notes.push((row, note));
     }
 
-    Ok(NotesTable { notes, rejects, rows: texts.len() })
+    Ok(NotesTable {
+        notes,
+        rejects,
+        rows: texts.len(),
+    })
 }
 
 /// Writes rejects (row, id, reason) to `path`; removes a stale file when there are none.
 pub fn write_rejects(rejects: &[Reject], path: &Path) -> Result<()> {
     if rejects.is_empty() {
         if path.exists() {
-            std::fs::remove_file(path).with_context(|| format!("{}: cannot remove stale rejects file", path.display()))?;
+            std::fs::remove_file(path)
+                .with_context(|| format!("{}: cannot remove stale rejects file", path.display()))?;
         }
         return Ok(());
     }
-    let mut df = DataFrame::new(rejects.len(), vec![
-        Column::new("row".into(), rejects.iter().map(|r| r.row as u32).collect::<Vec<_>>()),
-        Column::new("id".into(), rejects.iter().map(|r| r.id.clone()).collect::<Vec<_>>()),
-        Column::new("reason".into(), rejects.iter().map(|r| r.reason.clone()).collect::<Vec<_>>()),
-    ])?;
+    let mut df = DataFrame::new(
+        rejects.len(),
+        vec![
+            Column::new(
+                "row".into(),
+                rejects.iter().map(|r| r.row as u32).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "id".into(),
+                rejects.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "reason".into(),
+                rejects.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
+            ),
+        ],
+    )?;
     write_table(&mut df, path)
 }
-

@@ -6,8 +6,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use polars::prelude::{
-    CsvReadOptions, CsvWriter, DataFrame, JsonFormat, JsonReader, JsonWriter, ParquetReader, ParquetWriter, SerReader,
-    SerWriter, StringChunked,
+    CsvReadOptions, CsvWriter, DataFrame, JsonFormat, JsonReader, JsonWriter, ParquetReader,
+    ParquetWriter, SerReader, SerWriter, StringChunked,
 };
 
 /// A table file format, chosen by extension.
@@ -24,7 +24,11 @@ pub enum Format {
 impl Format {
     /// The format of `path`, from its extension.
     pub fn of(path: &Path) -> Result<Self> {
-        let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .unwrap_or("")
+            .to_ascii_lowercase();
         match ext.as_str() {
             "csv" => Ok(Format::Csv),
             "parquet" | "pq" => Ok(Format::Parquet),
@@ -48,7 +52,9 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
             .try_into_reader_with_file_path(Some(path.to_path_buf()))?
             .finish(),
         Format::Parquet => ParquetReader::new(open()?).finish(),
-        Format::NdJson => JsonReader::new(open()?).with_json_format(JsonFormat::JsonLines).finish(),
+        Format::NdJson => JsonReader::new(open()?)
+            .with_json_format(JsonFormat::JsonLines)
+            .finish(),
     };
     df.with_context(|| format!("{}: cannot read as {format:?}", path.display()))
 }
@@ -62,21 +68,34 @@ pub fn write_table(df: &mut DataFrame, path: &Path) -> Result<()> {
         "{}.partial",
         path.extension().and_then(|e| e.to_str()).unwrap_or("out")
     ));
-    let mut file = File::create(&partial).with_context(|| format!("{}: cannot create", partial.display()))?;
+    let mut file =
+        File::create(&partial).with_context(|| format!("{}: cannot create", partial.display()))?;
     let written = match format {
         Format::Csv => CsvWriter::new(&mut file).include_header(true).finish(df),
         Format::Parquet => ParquetWriter::new(&mut file).finish(df).map(|_| ()),
-        Format::NdJson => JsonWriter::new(&mut file).with_json_format(JsonFormat::JsonLines).finish(df),
+        Format::NdJson => JsonWriter::new(&mut file)
+            .with_json_format(JsonFormat::JsonLines)
+            .finish(df),
     };
     written.with_context(|| format!("{}: cannot write as {format:?}", path.display()))?;
     drop(file);
-    std::fs::rename(&partial, path).with_context(|| format!("{}: cannot move into place", path.display()))
+    std::fs::rename(&partial, path)
+        .with_context(|| format!("{}: cannot move into place", path.display()))
 }
 
 /// The column `name` as strings, or an error listing the columns that exist.
-pub fn string_column<'a>(df: &'a DataFrame, name: &str, file: &Path, flag: &str) -> Result<&'a StringChunked> {
+pub fn string_column<'a>(
+    df: &'a DataFrame,
+    name: &str,
+    file: &Path,
+    flag: &str,
+) -> Result<&'a StringChunked> {
     let Ok(column) = df.column(name) else {
-        let names: Vec<String> = df.get_column_names().iter().map(|n| n.to_string()).collect();
+        let names: Vec<String> = df
+            .get_column_names()
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
         bail!(
             "{}: no column `{name}`; columns are: {}. Choose one with {flag}",
             file.display(),
@@ -84,16 +103,19 @@ pub fn string_column<'a>(df: &'a DataFrame, name: &str, file: &Path, flag: &str)
         );
     };
     column.str().with_context(|| {
-        format!("{}: column `{name}` must hold text, found {}", file.display(), column.dtype())
+        format!(
+            "{}: column `{name}` must hold text, found {}",
+            file.display(),
+            column.dtype()
+        )
     })
 }
 
 /// Creates the folder `path` will be written into, if missing.
 pub fn ensure_parent(path: &Path) -> Result<()> {
     match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the output folder", dir.display()))
-        }
+        Some(dir) if !dir.as_os_str().is_empty() => std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create the output folder", dir.display())),
         _ => Ok(()),
     }
 }

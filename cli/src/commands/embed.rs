@@ -69,7 +69,9 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     let mut df = read_table(&args.input)?;
     let texts = string_column(&df, &args.text_column, &args.input, "--text-column")?;
     let long_text = match args.long_text {
-        LongTextArg::Chunk => LongTextPolicy::Chunk { overlap: args.overlap },
+        LongTextArg::Chunk => LongTextPolicy::Chunk {
+            overlap: args.overlap,
+        },
         LongTextArg::Truncate => LongTextPolicy::Truncate,
     };
     let kind = match args.kind {
@@ -82,18 +84,35 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         .with_batch_size(args.batch_size)
         .build()
         .with_context(|| format!("loading model `{}`", args.model.model))?;
-    eprintln!("model: {} ({})", args.model.model, embedder.files().dir.display());
+    eprintln!(
+        "model: {} ({})",
+        args.model.model,
+        embedder.files().dir.display()
+    );
 
     let rows: Vec<Option<String>> = texts.iter().map(|t| t.map(str::to_string)).collect();
-    let missing: Vec<usize> = rows.iter().enumerate().filter(|(_, t)| t.is_none()).map(|(i, _)| i).collect();
+    let missing: Vec<usize> = rows
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.is_none())
+        .map(|(i, _)| i)
+        .collect();
     let mut vectors: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
     let mut progress = Progress::new("embed", rows.len());
     for (step, chunk) in rows.chunks(ROWS_PER_STEP).enumerate() {
-        let present: Vec<(usize, &str)> =
-            chunk.iter().enumerate().filter_map(|(i, t)| t.as_deref().map(|t| (i, t))).collect();
+        let present: Vec<(usize, &str)> = chunk
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.as_deref().map(|t| (i, t)))
+            .collect();
         let batch: Vec<&str> = present.iter().map(|(_, t)| *t).collect();
         let embedded = embedder.embed(&batch, kind).with_context(|| {
-            format!("{}: embedding rows {}..{}", args.input.display(), step * ROWS_PER_STEP, step * ROWS_PER_STEP + chunk.len())
+            format!(
+                "{}: embedding rows {}..{}",
+                args.input.display(),
+                step * ROWS_PER_STEP,
+                step * ROWS_PER_STEP + chunk.len()
+            )
         })?;
         for ((i, _), vector) in present.iter().zip(embedded) {
             vectors[step * ROWS_PER_STEP + i] = Some(vector);
@@ -102,7 +121,8 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     }
 
     let column = embedding_column(&vectors, output_format);
-    df.with_column(column).context("adding the embedding column")?;
+    df.with_column(column)
+        .context("adding the embedding column")?;
     write_table(&mut df, &args.output)?;
     eprintln!(
         "embedded {} of {} rows (dim {}) -> {}",
@@ -112,7 +132,11 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         args.output.display()
     );
     if !missing.is_empty() {
-        let shown: Vec<String> = missing.iter().take(20).map(|i| (i + 1).to_string()).collect();
+        let shown: Vec<String> = missing
+            .iter()
+            .take(20)
+            .map(|i| (i + 1).to_string())
+            .collect();
         eprintln!(
             "warning: {} rows had no `{}` and got a null embedding (data rows {}{})",
             missing.len(),
@@ -129,13 +153,21 @@ fn embedding_column(vectors: &[Option<Vec<f32>>], format: Format) -> Column {
     if format == Format::Csv {
         let strings: Vec<Option<String>> = vectors
             .iter()
-            .map(|v| v.as_ref().map(|v| serde_json::to_string(v).expect("floats serialise")))
+            .map(|v| {
+                v.as_ref()
+                    .map(|v| serde_json::to_string(v).expect("floats serialise"))
+            })
             .collect();
         return Column::new("embedding".into(), strings);
     }
     let list: ListChunked = vectors
         .iter()
-        .map(|v| v.as_ref().map(|v| Series::new(PlSmallStr::EMPTY, v.as_slice())))
+        .map(|v| {
+            v.as_ref()
+                .map(|v| Series::new(PlSmallStr::EMPTY, v.as_slice()))
+        })
         .collect();
-    list.with_name("embedding".into()).into_series().into_column()
+    list.with_name("embedding".into())
+        .into_series()
+        .into_column()
 }

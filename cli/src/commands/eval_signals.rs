@@ -68,9 +68,19 @@ pub fn run(args: EvalSignalsArgs) -> Result<()> {
 /// The report as a table.
 pub fn print_report(r: &EvalReport) {
     println!("{} notes", r.notes);
-    println!("{:<26} {:>6} {:>6} {:>6} {:>5} {:>5}", "signal", "P", "R", "F1", "gold", "pred");
+    println!(
+        "{:<26} {:>6} {:>6} {:>6} {:>5} {:>5}",
+        "signal", "P", "R", "F1", "gold", "pred"
+    );
     let line = |name: &str, c: &augur_signals::eval::Counts| {
-        println!("{name:<26} {:>6.3} {:>6.3} {:>6.3} {:>5} {:>5}", c.precision(), c.recall(), c.f1(), c.gold, c.predictions)
+        println!(
+            "{name:<26} {:>6.3} {:>6.3} {:>6.3} {:>5} {:>5}",
+            c.precision(),
+            c.recall(),
+            c.f1(),
+            c.gold,
+            c.predictions
+        )
     };
     for (id, c) in &r.per_signal {
         line(id, c);

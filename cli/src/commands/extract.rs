@@ -3,11 +3,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-
 use anyhow::{Context, Result};
 use augur_signals::{Note, NoteSignals, SignalExtractor};
 use chrono::NaiveDate;
-use polars::prelude::{Column, CsvWriter, DataFrame, DataType, JsonFormat, JsonWriter, NamedFrom, SerWriter, Series};
+use polars::prelude::{
+    Column, CsvWriter, DataFrame, DataType, JsonFormat, JsonWriter, NamedFrom, SerWriter, Series,
+};
 
 use crate::commands::signals::{build_extractor, PackArgs};
 use crate::commands::ModelArgs;
@@ -75,16 +76,38 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         let found = extractor.extract(&Note::new("text", text.as_str()).with_date(date))?;
         return print_hits(&found, args.json);
     }
-    let (input, output) = (args.input.as_deref().expect("clap"), args.output.as_deref().expect("clap"));
-    let rejects_path = args.rejects.clone().unwrap_or_else(|| output.with_extension("rejects.csv"));
-    let settings = format!("{:?} {:?} {:?} {}", args.columns, args.pack, args.model, args.chunk_size);
-    let options = TableOptions { resume: args.resume, chunk_size: args.chunk_size, settings };
-    run_table(&extractor, input, output, &rejects_path, &args.columns, &options)
+    let (input, output) = (
+        args.input.as_deref().expect("clap"),
+        args.output.as_deref().expect("clap"),
+    );
+    let rejects_path = args
+        .rejects
+        .clone()
+        .unwrap_or_else(|| output.with_extension("rejects.csv"));
+    let settings = format!(
+        "{:?} {:?} {:?} {}",
+        args.columns, args.pack, args.model, args.chunk_size
+    );
+    let options = TableOptions {
+        resume: args.resume,
+        chunk_size: args.chunk_size,
+        settings,
+    };
+    run_table(
+        &extractor,
+        input,
+        output,
+        &rejects_path,
+        &args.columns,
+        &options,
+    )
 }
 
 /// Today's date in UTC.
 pub fn today() -> NaiveDate {
-    let days = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() / 86_400);
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() / 86_400);
     NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch") + chrono::Duration::days(days as i64)
 }
 
@@ -93,11 +116,19 @@ fn print_hits(found: &NoteSignals, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(found)?);
         return Ok(());
     }
-    println!("sentiment {:+.2} over {} clauses; {} signal(s)", found.sentiment, found.segments, found.hits.len());
+    println!(
+        "sentiment {:+.2} over {} clauses; {} signal(s)",
+        found.sentiment,
+        found.segments,
+        found.hits.len()
+    );
     if found.hits.is_empty() {
         return Ok(());
     }
-    println!("{:<24} {:>5}  {:<9} {:>9}  evidence / attributes", "signal", "p", "speaker", "chars");
+    println!(
+        "{:<24} {:>5}  {:<9} {:>9}  evidence / attributes",
+        "signal", "p", "speaker", "chars"
+    );
     for hit in &found.hits {
         println!(
             "{:<24} {:>5.2}  {:<9} {:>4}..{:<4}  {}",
@@ -132,15 +163,28 @@ struct Checkpoint {
 
 /// Where the partial output and checkpoint of `output` live.
 fn partial_paths(output: &Path, format: Format) -> (PathBuf, PathBuf) {
-    let name = output.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let ext = if format == Format::Csv { "csv" } else { "ndjson" };
-    (output.with_file_name(format!("{name}.partial.{ext}")), output.with_file_name(format!("{name}.checkpoint.json")))
+    let name = output
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let ext = if format == Format::Csv {
+        "csv"
+    } else {
+        "ndjson"
+    };
+    (
+        output.with_file_name(format!("{name}.partial.{ext}")),
+        output.with_file_name(format!("{name}.checkpoint.json")),
+    )
 }
 
 fn fingerprint(input: &Path, output: &Path, settings: &str) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
-    input.canonicalize().unwrap_or_else(|_| input.to_path_buf()).hash(&mut h);
+    input
+        .canonicalize()
+        .unwrap_or_else(|_| input.to_path_buf())
+        .hash(&mut h);
     output.hash(&mut h);
     if let Ok(meta) = std::fs::metadata(input) {
         meta.len().hash(&mut h);
@@ -161,16 +205,35 @@ fn run_table(
     let format = Format::of(output)?;
     ensure_parent(output)?;
     let df = read_table(input)?;
-    let NotesTable { notes, rejects, rows } = notes_from_table(&df, input, columns)?;
+    let NotesTable {
+        notes,
+        rejects,
+        rows,
+    } = notes_from_table(&df, input, columns)?;
     write_rejects(&rejects, rejects_path)?;
     let (partial, checkpoint_path) = partial_paths(output, format);
     let fingerprint = fingerprint(input, output, &options.settings);
-    let saved: Option<Checkpoint> = std::fs::read_to_string(&checkpoint_path).ok().and_then(|t| serde_json::from_str(&t).ok());
+    let saved: Option<Checkpoint> = std::fs::read_to_string(&checkpoint_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
     let mut checkpoint = match saved {
         Some(c) if options.resume && c.fingerprint == fingerprint && partial.is_file() => {
-            eprintln!("resuming: {} of {} notes already done ({})", c.notes_done, notes.len(), partial.display());
-            let file = std::fs::OpenOptions::new().write(true).open(&partial).with_context(|| format!("{}", partial.display()))?;
-            file.set_len(c.partial_bytes).with_context(|| format!("{}: cannot truncate to the last checkpoint", partial.display()))?;
+            eprintln!(
+                "resuming: {} of {} notes already done ({})",
+                c.notes_done,
+                notes.len(),
+                partial.display()
+            );
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&partial)
+                .with_context(|| format!("{}", partial.display()))?;
+            file.set_len(c.partial_bytes).with_context(|| {
+                format!(
+                    "{}: cannot truncate to the last checkpoint",
+                    partial.display()
+                )
+            })?;
             c
         }
         saved => {
@@ -179,8 +242,12 @@ fn run_table(
             } else if saved.is_some() {
                 eprintln!("note: the interrupted run used other input or settings; starting over");
             }
-            std::fs::write(&partial, b"").with_context(|| format!("{}: cannot create", partial.display()))?;
-            Checkpoint { fingerprint, ..Checkpoint::default() }
+            std::fs::write(&partial, b"")
+                .with_context(|| format!("{}: cannot create", partial.display()))?;
+            Checkpoint {
+                fingerprint,
+                ..Checkpoint::default()
+            }
         }
     };
 
@@ -189,9 +256,15 @@ fn run_table(
     for chunk in notes[checkpoint.notes_done.min(notes.len())..].chunks(options.chunk_size.max(1)) {
         let batch: Vec<Note> = chunk.iter().map(|(_, n)| n.clone()).collect();
         let found = extractor.extract_batch(&batch).with_context(|| {
-            format!("{}: extracting rows {}..{}", input.display(), chunk[0].0 + 1, chunk[chunk.len() - 1].0 + 1)
+            format!(
+                "{}: extracting rows {}..{}",
+                input.display(),
+                chunk[0].0 + 1,
+                chunk[chunk.len() - 1].0 + 1
+            )
         })?;
-        let results: Vec<(usize, NoteSignals)> = chunk.iter().map(|(row, _)| *row).zip(found).collect();
+        let results: Vec<(usize, NoteSignals)> =
+            chunk.iter().map(|(row, _)| *row).zip(found).collect();
         let mut part = hits_table(&df, &results, columns)?;
         append_chunk(&mut part, &partial, format, checkpoint.notes_done == 0)?;
         checkpoint.notes_done += chunk.len();
@@ -203,7 +276,8 @@ fn run_table(
             }
         }
         let tmp = checkpoint_path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string(&checkpoint)?).and_then(|_| std::fs::rename(&tmp, &checkpoint_path))
+        std::fs::write(&tmp, serde_json::to_string(&checkpoint)?)
+            .and_then(|_| std::fs::rename(&tmp, &checkpoint_path))
             .with_context(|| format!("{}: cannot save checkpoint", checkpoint_path.display()))?;
         progress.advance(chunk.len());
     }
@@ -216,27 +290,45 @@ fn run_table(
         write_table(&mut all, output)?;
         std::fs::remove_file(&partial).with_context(|| format!("{}", partial.display()))?;
     } else {
-        std::fs::rename(&partial, output).with_context(|| format!("{}: cannot move into place", output.display()))?;
+        std::fs::rename(&partial, output)
+            .with_context(|| format!("{}: cannot move into place", output.display()))?;
     }
     let _ = std::fs::remove_file(&checkpoint_path);
-    summarize(&checkpoint, notes.len(), &rejects, rows, output, rejects_path);
+    summarize(
+        &checkpoint,
+        notes.len(),
+        &rejects,
+        rows,
+        output,
+        rejects_path,
+    );
     Ok(())
 }
 
 /// Appends one chunk's rows to the partial output (CSV with a header only on the first chunk).
 fn append_chunk(df: &mut DataFrame, partial: &Path, format: Format, first: bool) -> Result<()> {
-    let mut file = std::fs::OpenOptions::new().append(true).open(partial).with_context(|| format!("{}", partial.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(partial)
+        .with_context(|| format!("{}", partial.display()))?;
     let written = if format == Format::Csv {
         CsvWriter::new(&mut file).include_header(first).finish(df)
     } else {
-        JsonWriter::new(&mut file).with_json_format(JsonFormat::JsonLines).finish(df)
+        JsonWriter::new(&mut file)
+            .with_json_format(JsonFormat::JsonLines)
+            .finish(df)
     };
     written.map_err(|e| anyhow::anyhow!("{}: cannot append rows: {e}", partial.display()))?;
-    file.sync_data().with_context(|| format!("{}", partial.display()))
+    file.sync_data()
+        .with_context(|| format!("{}", partial.display()))
 }
 
 /// One row per hit (or per note without hits), input columns passed through.
-fn hits_table(df: &DataFrame, results: &[(usize, NoteSignals)], columns: &ColumnArgs) -> Result<DataFrame> {
+fn hits_table(
+    df: &DataFrame,
+    results: &[(usize, NoteSignals)],
+    columns: &ColumnArgs,
+) -> Result<DataFrame> {
     let mut rows: Vec<u32> = Vec::new();
     let mut note_id: Vec<String> = Vec::new();
     let mut signal: Vec<Option<String>> = Vec::new();
@@ -251,14 +343,22 @@ fn hits_table(df: &DataFrame, results: &[(usize, NoteSignals)], columns: &Column
     let mut attributes: Vec<Option<String>> = Vec::new();
     let mut sentiment: Vec<f32> = Vec::new();
     for (row, found) in results {
-        let hits: Vec<Option<&augur_signals::Hit>> =
-            if found.hits.is_empty() { vec![None] } else { found.hits.iter().map(Some).collect() };
+        let hits: Vec<Option<&augur_signals::Hit>> = if found.hits.is_empty() {
+            vec![None]
+        } else {
+            found.hits.iter().map(Some).collect()
+        };
         for hit in hits {
             rows.push(*row as u32);
             note_id.push(found.note_id.clone());
             sentiment.push(found.sentiment);
             signal.push(hit.map(|h| h.signal.clone()));
-            kind.push(hit.map(|h| serde_json::to_value(h.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()));
+            kind.push(hit.map(|h| {
+                serde_json::to_value(h.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            }));
             probability.push(hit.map(|h| h.probability));
             evidence.push(hit.map(|h| h.evidence.clone()));
             char_start.push(hit.map(|h| h.char_start as u32));
@@ -266,7 +366,8 @@ fn hits_table(df: &DataFrame, results: &[(usize, NoteSignals)], columns: &Column
             byte_start.push(hit.map(|h| h.byte_start as u32));
             byte_end.push(hit.map(|h| h.byte_end as u32));
             speaker.push(hit.map(|h| h.speaker.as_str().to_string()));
-            attributes.push(hit.map(|h| serde_json::to_string(&h.attributes).expect("map serialises")));
+            attributes
+                .push(hit.map(|h| serde_json::to_string(&h.attributes).expect("map serialises")));
         }
     }
     let own: Vec<Column> = vec![
@@ -297,7 +398,14 @@ fn hits_table(df: &DataFrame, results: &[(usize, NoteSignals)], columns: &Column
     Ok(DataFrame::new(passed.height(), all)?)
 }
 
-fn summarize(done: &Checkpoint, analysed: usize, rejects: &[Reject], rows: usize, output: &Path, rejects_path: &Path) {
+fn summarize(
+    done: &Checkpoint,
+    analysed: usize,
+    rejects: &[Reject],
+    rows: usize,
+    output: &Path,
+    rejects_path: &Path,
+) {
     eprintln!(
         "{rows} rows: {analysed} analysed ({} with signals), {} rejected -> {}",
         done.with_hits,

@@ -93,16 +93,27 @@ pub struct EvalArgs {
 /// Reads `text,label` rows; labels split on `|`. Rows without text or label are refused by number.
 fn read_examples(path: &Path) -> Result<Vec<LabelledText>> {
     let df = read_table(path)?;
-    let texts = optional_strings(&df, "text")?.with_context(|| format!("{}: no `text` column", path.display()))?;
-    let labels = optional_strings(&df, "label")?.with_context(|| format!("{}: no `label` column", path.display()))?;
+    let texts = optional_strings(&df, "text")?
+        .with_context(|| format!("{}: no `text` column", path.display()))?;
+    let labels = optional_strings(&df, "label")?
+        .with_context(|| format!("{}: no `label` column", path.display()))?;
     let mut out = Vec::new();
     for (row, (text, label)) in texts.into_iter().zip(labels).enumerate() {
         match (text, label) {
-            (Some(text), Some(label)) if !text.trim().is_empty() && !label.trim().is_empty() => out.push(LabelledText {
-                text,
-                labels: label.split('|').map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).collect(),
-            }),
-            _ => bail!("{}: data row {} has no text or no label; every example needs both", path.display(), row + 1),
+            (Some(text), Some(label)) if !text.trim().is_empty() && !label.trim().is_empty() => out
+                .push(LabelledText {
+                    text,
+                    labels: label
+                        .split('|')
+                        .map(|l| l.trim().to_string())
+                        .filter(|l| !l.is_empty())
+                        .collect(),
+                }),
+            _ => bail!(
+                "{}: data row {} has no text or no label; every example needs both",
+                path.display(),
+                row + 1
+            ),
         }
     }
     if out.is_empty() {
@@ -112,7 +123,10 @@ fn read_examples(path: &Path) -> Result<Vec<LabelledText>> {
 }
 
 fn load_base(model: &ModelArgs) -> Result<Embedder> {
-    Embedder::builder(&model.model).with_locator(model.locator()).build().with_context(|| format!("loading model `{}`", model.model))
+    Embedder::builder(&model.model)
+        .with_locator(model.locator())
+        .build()
+        .with_context(|| format!("loading model `{}`", model.model))
 }
 
 /// Runs `augur fit`.
@@ -137,22 +151,36 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
         seed: args.seed,
         ..FineTuneConfig::default()
     };
-    eprintln!("fit: {} training examples, {} held out, LoRA r={} on {:?}", examples.len(), holdout.len(), config.r, config.targets);
+    eprintln!(
+        "fit: {} training examples, {} held out, LoRA r={} on {:?}",
+        examples.len(),
+        holdout.len(),
+        config.r,
+        config.targets
+    );
     let terminal = std::io::stderr().is_terminal();
-    let (classifier, adapter, report) = TextClassifier::fit(&base, &examples, &holdout, &config, |p| {
-        if terminal {
-            eprint!("\repoch {}/{} step {}/{} loss {:.4}   ", p.epoch, config.epochs, p.step, p.steps, p.loss);
-        } else if p.step == p.steps {
-            eprintln!("epoch {}/{} done, last loss {:.4}", p.epoch, config.epochs, p.loss);
-        }
-    })?;
+    let (classifier, adapter, report) =
+        TextClassifier::fit(&base, &examples, &holdout, &config, |p| {
+            if terminal {
+                eprint!(
+                    "\repoch {}/{} step {}/{} loss {:.4}   ",
+                    p.epoch, config.epochs, p.step, p.steps, p.loss
+                );
+            } else if p.step == p.steps {
+                eprintln!(
+                    "epoch {}/{} done, last loss {:.4}",
+                    p.epoch, config.epochs, p.loss
+                );
+            }
+        })?;
     if terminal {
         eprintln!();
     }
     adapter.save(&args.out)?;
     classifier.save_head(&args.out)?;
     let report_path = args.out.join("report.json");
-    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?).with_context(|| format!("{}", report_path.display()))?;
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("{}", report_path.display()))?;
     println!(
         "best epoch {} of {} (held-out accuracy {:.3}); {:.0}s; wrote {}",
         report.best_epoch,
@@ -169,36 +197,87 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
     let examples = read_examples(&args.examples)?;
     let classifier = TextClassifier::load(&load_base(&args.model)?, &args.adapter)?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-    let predicted: Vec<Vec<String>> = classifier.predict(&texts)?.iter().map(|p| classifier.decide(p)).collect();
+    let predicted: Vec<Vec<String>> = classifier
+        .predict(&texts)?
+        .iter()
+        .map(|p| classifier.decide(p))
+        .collect();
     let labels = &classifier.labels;
     let mut confusion: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     let mut per_label = Vec::new();
     for label in labels {
-        let tp = examples.iter().zip(&predicted).filter(|(e, p)| e.labels.contains(label) && p.contains(label)).count() as f64;
-        let fp = examples.iter().zip(&predicted).filter(|(e, p)| !e.labels.contains(label) && p.contains(label)).count() as f64;
-        let fn_ = examples.iter().zip(&predicted).filter(|(e, p)| e.labels.contains(label) && !p.contains(label)).count() as f64;
+        let tp = examples
+            .iter()
+            .zip(&predicted)
+            .filter(|(e, p)| e.labels.contains(label) && p.contains(label))
+            .count() as f64;
+        let fp = examples
+            .iter()
+            .zip(&predicted)
+            .filter(|(e, p)| !e.labels.contains(label) && p.contains(label))
+            .count() as f64;
+        let fn_ = examples
+            .iter()
+            .zip(&predicted)
+            .filter(|(e, p)| e.labels.contains(label) && !p.contains(label))
+            .count() as f64;
         let precision = if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 };
         let recall = if tp + fn_ > 0.0 { tp / (tp + fn_) } else { 0.0 };
-        let f1 = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
+        let f1 = if precision + recall > 0.0 {
+            2.0 * precision * recall / (precision + recall)
+        } else {
+            0.0
+        };
         per_label.push(serde_json::json!({"label": label, "precision": precision, "recall": recall, "f1": f1, "support": tp + fn_}));
     }
     for (e, p) in examples.iter().zip(&predicted) {
-        *confusion.entry(e.labels.join("|")).or_default().entry(p.join("|")).or_default() += 1;
+        *confusion
+            .entry(e.labels.join("|"))
+            .or_default()
+            .entry(p.join("|"))
+            .or_default() += 1;
     }
-    let accuracy = examples.iter().zip(&predicted).filter(|(e, p)| {
-        let mut l = e.labels.clone();
-        l.sort();
-        l == **p
-    }).count() as f64 / examples.len() as f64;
-    let macro_f1 = per_label.iter().map(|l| l["f1"].as_f64().unwrap_or(0.0)).sum::<f64>() / per_label.len().max(1) as f64;
+    let accuracy = examples
+        .iter()
+        .zip(&predicted)
+        .filter(|(e, p)| {
+            let mut l = e.labels.clone();
+            l.sort();
+            l == **p
+        })
+        .count() as f64
+        / examples.len() as f64;
+    let macro_f1 = per_label
+        .iter()
+        .map(|l| l["f1"].as_f64().unwrap_or(0.0))
+        .sum::<f64>()
+        / per_label.len().max(1) as f64;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"examples": examples.len(), "accuracy": accuracy, "macro_f1": macro_f1, "per_label": per_label, "confusion": confusion}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"examples": examples.len(), "accuracy": accuracy, "macro_f1": macro_f1, "per_label": per_label, "confusion": confusion})
+            )?
+        );
         return Ok(());
     }
-    println!("{} examples: accuracy {accuracy:.3}, macro-F1 {macro_f1:.3}", examples.len());
-    println!("{:<24} {:>9} {:>9} {:>9} {:>8}", "label", "precision", "recall", "F1", "support");
+    println!(
+        "{} examples: accuracy {accuracy:.3}, macro-F1 {macro_f1:.3}",
+        examples.len()
+    );
+    println!(
+        "{:<24} {:>9} {:>9} {:>9} {:>8}",
+        "label", "precision", "recall", "F1", "support"
+    );
     for l in &per_label {
-        println!("{:<24} {:>9.3} {:>9.3} {:>9.3} {:>8}", l["label"].as_str().unwrap_or(""), l["precision"].as_f64().unwrap_or(0.0), l["recall"].as_f64().unwrap_or(0.0), l["f1"].as_f64().unwrap_or(0.0), l["support"]);
+        println!(
+            "{:<24} {:>9.3} {:>9.3} {:>9.3} {:>8}",
+            l["label"].as_str().unwrap_or(""),
+            l["precision"].as_f64().unwrap_or(0.0),
+            l["recall"].as_f64().unwrap_or(0.0),
+            l["f1"].as_f64().unwrap_or(0.0),
+            l["support"]
+        );
     }
     println!("confusion (rows: true, columns: predicted):");
     for (truth, row) in &confusion {

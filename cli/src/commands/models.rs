@@ -48,7 +48,11 @@ pub fn run(command: ModelsCommand) -> Result<()> {
     match command {
         ModelsCommand::List { models } => list(names_or_known(models)),
         ModelsCommand::Verify { models } => verify(names_or_known(models)),
-        ModelsCommand::ImportE5s1 { e5s1, tokenizer, out } => {
+        ModelsCommand::ImportE5s1 {
+            e5s1,
+            tokenizer,
+            out,
+        } => {
             let report = convert_e5s1(&e5s1, &tokenizer, &out)?;
             eprintln!(
                 "wrote {}: {} tensors ({} dequantised from Q4_0), {} parameters",
@@ -82,13 +86,25 @@ fn list(models: Vec<String>) -> Result<()> {
                 );
                 match Provenance::read(&files.dir)? {
                     Some(p) => {
-                        let sha = p.files.get("model.safetensors").map(String::as_str).unwrap_or("(not recorded)");
+                        let sha = p
+                            .files
+                            .get("model.safetensors")
+                            .map(String::as_str)
+                            .unwrap_or("(not recorded)");
                         println!("  weights: model.safetensors sha256 {sha}");
                         for source in &p.sources {
-                            println!("  source:  {}", source.get("package").and_then(|v| v.as_str()).unwrap_or("?"));
+                            println!(
+                                "  source:  {}",
+                                source
+                                    .get("package")
+                                    .and_then(|v| v.as_str())
+                                    .unwrap_or("?")
+                            );
                         }
                     }
-                    None => println!("  weights: no provenance.json (not provisioned by models/fetch)"),
+                    None => {
+                        println!("  weights: no provenance.json (not provisioned by models/fetch)")
+                    }
                 }
             }
         }
@@ -108,10 +124,16 @@ fn verify(models: Vec<String>) -> Result<()> {
                     let status = match &check.found {
                         _ if check.ok() => "ok".to_string(),
                         None => "MISSING".to_string(),
-                        Some(found) => format!("CHANGED (recorded {}, found {found})", check.expected),
+                        Some(found) => {
+                            format!("CHANGED (recorded {}, found {found})", check.expected)
+                        }
                     };
                     failures += usize::from(!check.ok());
-                    println!("  {:<40} {}  {status}", check.file, &check.expected[..16.min(check.expected.len())]);
+                    println!(
+                        "  {:<40} {}  {status}",
+                        check.file,
+                        &check.expected[..16.min(check.expected.len())]
+                    );
                 }
             }
             None => println!("  no provenance.json: hashes not checked"),
@@ -120,8 +142,14 @@ fn verify(models: Vec<String>) -> Result<()> {
             .with_locator(ModelLocator::empty())
             .build()
             .with_context(|| format!("loading {name}"))?;
-        let probe = embedder.embed_one("客户确认预算已批复 / budget approved", augur_core::InputKind::Passage)?;
-        println!("  loads:   shapes match config.json, tokenizer fits vocab, embedding dim {}", probe.len());
+        let probe = embedder.embed_one(
+            "客户确认预算已批复 / budget approved",
+            augur_core::InputKind::Passage,
+        )?;
+        println!(
+            "  loads:   shapes match config.json, tokenizer fits vocab, embedding dim {}",
+            probe.len()
+        );
     }
     if failures > 0 {
         bail!("{failures} file(s) do not match provenance.json; run models/fetch again");

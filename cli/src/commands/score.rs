@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use augur_score::{
-    account_features, default_scorer, fit_scorer, AccountTimeline, Event, Fact, Feature, FitOptions, Interaction, Rules, Score,
-    Scorer, Target,
+    account_features, default_scorer, fit_scorer, AccountTimeline, Event, Fact, Feature,
+    FitOptions, Interaction, Rules, Score, Scorer, Target,
 };
 use augur_signals::{NoteSignals, SignalExtractor};
 use chrono::NaiveDate;
@@ -158,8 +158,22 @@ fn load_accounts(args: &AccountInputArgs, rejects_default: &Path) -> Result<Acco
     let mut usable = Vec::new();
     for (row, note) in table.notes {
         match (&note.account_id, note.date) {
-            (None, _) => rejects.push(Reject { row: row + 1, id: note.id.clone(), reason: format!("missing account id in column `{}`", args.columns.account_column) }),
-            (_, None) => rejects.push(Reject { row: row + 1, id: note.id.clone(), reason: format!("missing timestamp in column `{}` (scores need dates)", args.columns.timestamp_column) }),
+            (None, _) => rejects.push(Reject {
+                row: row + 1,
+                id: note.id.clone(),
+                reason: format!(
+                    "missing account id in column `{}`",
+                    args.columns.account_column
+                ),
+            }),
+            (_, None) => rejects.push(Reject {
+                row: row + 1,
+                id: note.id.clone(),
+                reason: format!(
+                    "missing timestamp in column `{}` (scores need dates)",
+                    args.columns.timestamp_column
+                ),
+            }),
             _ => usable.push(note),
         }
     }
@@ -171,49 +185,94 @@ fn load_accounts(args: &AccountInputArgs, rejects_default: &Path) -> Result<Acco
     }
     write_rejects(&rejects, args.rejects.as_deref().unwrap_or(rejects_default))?;
     if !rejects.is_empty() {
-        eprintln!("{} note rows rejected (see {})", rejects.len(), args.rejects.as_deref().unwrap_or(rejects_default).display());
+        eprintln!(
+            "{} note rows rejected (see {})",
+            rejects.len(),
+            args.rejects.as_deref().unwrap_or(rejects_default).display()
+        );
     }
-    let as_of = args.as_of.or_else(|| usable.iter().filter_map(|n| n.date).max()).context("no usable notes: nothing to score")?;
+    let as_of = args
+        .as_of
+        .or_else(|| usable.iter().filter_map(|n| n.date).max())
+        .context("no usable notes: nothing to score")?;
 
     let mut by_account: BTreeMap<String, AccountTimeline> = BTreeMap::new();
     for (note, signals) in usable.iter().zip(found) {
         let account = note.account_id.clone().expect("checked");
-        let timeline = by_account.entry(account.clone()).or_insert_with(|| AccountTimeline { account_id: account, ..Default::default() });
-        timeline.interactions.push(Interaction { date: note.date.expect("checked"), signals });
+        let timeline = by_account
+            .entry(account.clone())
+            .or_insert_with(|| AccountTimeline {
+                account_id: account,
+                ..Default::default()
+            });
+        timeline.interactions.push(Interaction {
+            date: note.date.expect("checked"),
+            signals,
+        });
     }
     let mut passthrough = BTreeMap::new();
     let mut labels = BTreeMap::new();
     if let Some(path) = &args.accounts {
         let accounts = read_table(path)?;
         let Some(ids) = optional_strings(&accounts, &args.columns.account_column)? else {
-            bail!("{}: no column `{}` to join on (set --account-column)", path.display(), args.columns.account_column);
+            bail!(
+                "{}: no column `{}` to join on (set --account-column)",
+                path.display(),
+                args.columns.account_column
+            );
         };
         for column in accounts.columns() {
             let name = column.name().to_string();
             if name == args.columns.account_column {
                 continue;
             }
-            let numeric = column.dtype().is_primitive_numeric() || column.dtype() == &DataType::Boolean;
+            let numeric =
+                column.dtype().is_primitive_numeric() || column.dtype() == &DataType::Boolean;
             let values = if numeric {
                 let cast = column.cast(&DataType::Float64)?;
-                cast.f64()?.iter().map(|v| v.map(|x| x.to_string())).collect::<Vec<_>>()
+                cast.f64()?
+                    .iter()
+                    .map(|v| v.map(|x| x.to_string()))
+                    .collect::<Vec<_>>()
             } else {
                 optional_strings(&accounts, &name)?.expect("column exists")
             };
             for (id, value) in ids.iter().zip(values) {
-                let (Some(id), Some(value)) = (id, value) else { continue };
+                let (Some(id), Some(value)) = (id, value) else {
+                    continue;
+                };
                 if LABEL_COLUMNS.contains(&name.as_str()) {
-                    labels.entry(id.clone()).or_insert_with(BTreeMap::new).insert(name.clone(), value.parse::<f64>().unwrap_or(0.0));
+                    labels
+                        .entry(id.clone())
+                        .or_insert_with(BTreeMap::new)
+                        .insert(name.clone(), value.parse::<f64>().unwrap_or(0.0));
                 } else if numeric {
-                    let timeline = by_account.entry(id.clone()).or_insert_with(|| AccountTimeline { account_id: id.clone(), ..Default::default() });
-                    timeline.numeric.insert(name.clone(), value.parse().unwrap_or(0.0));
+                    let timeline =
+                        by_account
+                            .entry(id.clone())
+                            .or_insert_with(|| AccountTimeline {
+                                account_id: id.clone(),
+                                ..Default::default()
+                            });
+                    timeline
+                        .numeric
+                        .insert(name.clone(), value.parse().unwrap_or(0.0));
                 } else {
-                    passthrough.entry(id.clone()).or_insert_with(BTreeMap::new).insert(name.clone(), value);
+                    passthrough
+                        .entry(id.clone())
+                        .or_insert_with(BTreeMap::new)
+                        .insert(name.clone(), value);
                 }
             }
         }
     }
-    Ok(Accounts { timelines: by_account.into_values().collect(), passthrough, labels, as_of, extractor })
+    Ok(Accounts {
+        timelines: by_account.into_values().collect(),
+        passthrough,
+        labels,
+        as_of,
+        extractor,
+    })
 }
 
 /// A previous run's scores and factor contributions per account.
@@ -221,15 +280,37 @@ type Previous = BTreeMap<String, BTreeMap<String, (f64, BTreeMap<String, f64>)>>
 
 fn read_previous(path: &Path) -> Result<Previous> {
     let df = read_table(path)?;
-    let ids = optional_strings(&df, "account_id")?.with_context(|| format!("{}: not an `augur score` output (no account_id)", path.display()))?;
+    let ids = optional_strings(&df, "account_id")?.with_context(|| {
+        format!(
+            "{}: not an `augur score` output (no account_id)",
+            path.display()
+        )
+    })?;
     let mut out: Previous = BTreeMap::new();
     for name in ["churn_risk", "lead_intent"] {
-        let (Some(scores), Some(factors)) = (optional_strings(&df, name)?, optional_strings(&df, &format!("{name}_factors"))?) else { continue };
+        let (Some(scores), Some(factors)) = (
+            optional_strings(&df, name)?,
+            optional_strings(&df, &format!("{name}_factors"))?,
+        ) else {
+            continue;
+        };
         for ((id, score), factors) in ids.iter().zip(scores).zip(factors) {
-            let (Some(id), Some(score)) = (id, score) else { continue };
-            let parsed: Vec<augur_score::Factor> = factors.as_deref().map(serde_json::from_str).transpose()?.unwrap_or_default();
-            let contributions = parsed.into_iter().map(|f| (f.feature, f.contribution)).collect();
-            out.entry(id.clone()).or_default().insert(name.to_string(), (score.parse().unwrap_or(0.0), contributions));
+            let (Some(id), Some(score)) = (id, score) else {
+                continue;
+            };
+            let parsed: Vec<augur_score::Factor> = factors
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()?
+                .unwrap_or_default();
+            let contributions = parsed
+                .into_iter()
+                .map(|f| (f.feature, f.contribution))
+                .collect();
+            out.entry(id.clone()).or_default().insert(
+                name.to_string(),
+                (score.parse().unwrap_or(0.0), contributions),
+            );
         }
     }
     Ok(out)
@@ -237,17 +318,34 @@ fn read_previous(path: &Path) -> Result<Previous> {
 
 /// The factors whose contribution changed most since the previous run.
 fn moved(score: &Score, previous: &BTreeMap<String, f64>) -> Vec<serde_json::Value> {
-    let now: BTreeMap<&str, f64> = score.factors.iter().map(|f| (f.feature.as_str(), f.contribution)).collect();
-    let mut keys: Vec<&str> = now.keys().copied().chain(previous.keys().map(String::as_str)).collect();
+    let now: BTreeMap<&str, f64> = score
+        .factors
+        .iter()
+        .map(|f| (f.feature.as_str(), f.contribution))
+        .collect();
+    let mut keys: Vec<&str> = now
+        .keys()
+        .copied()
+        .chain(previous.keys().map(String::as_str))
+        .collect();
     keys.sort();
     keys.dedup();
     let mut changes: Vec<(f64, &str)> = keys
         .into_iter()
-        .map(|k| (now.get(k).copied().unwrap_or(0.0) - previous.get(k).copied().unwrap_or(0.0), k))
+        .map(|k| {
+            (
+                now.get(k).copied().unwrap_or(0.0) - previous.get(k).copied().unwrap_or(0.0),
+                k,
+            )
+        })
         .filter(|(d, _)| d.abs() > 1e-9)
         .collect();
     changes.sort_by(|a, b| b.0.abs().total_cmp(&a.0.abs()));
-    changes.into_iter().take(5).map(|(d, k)| serde_json::json!({"feature": k, "change": d})).collect()
+    changes
+        .into_iter()
+        .take(5)
+        .map(|(d, k)| serde_json::json!({"feature": k, "change": d}))
+        .collect()
 }
 
 /// Runs `augur score`.
@@ -259,11 +357,22 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
             Some(p) => Scorer::load(p)?,
             None => default_scorer(pack, target),
         };
-        scorer.bands = augur_score::scorer::Bands { high: args.bands[0], medium: args.bands[1] };
+        scorer.bands = augur_score::scorer::Bands {
+            high: args.bands[0],
+            medium: args.bands[1],
+        };
         Ok(scorer)
     };
-    let scorers = [load(&args.churn_model, Target::ChurnRisk)?, load(&args.lead_model, Target::LeadIntent)?];
-    let previous = args.previous.as_deref().map(read_previous).transpose()?.unwrap_or_default();
+    let scorers = [
+        load(&args.churn_model, Target::ChurnRisk)?,
+        load(&args.lead_model, Target::LeadIntent)?,
+    ];
+    let previous = args
+        .previous
+        .as_deref()
+        .map(read_previous)
+        .transpose()?
+        .unwrap_or_default();
 
     let mut columns: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
     let mut numbers: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
@@ -274,23 +383,46 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
     for (i, timeline) in accounts.timelines.iter().enumerate() {
         let features: Vec<Feature> = account_features(timeline, pack, accounts.as_of);
         ids.push(timeline.account_id.clone());
-        numbers.entry("notes".into()).or_insert_with(|| vec![None; n])[i] = Some(timeline.interactions.len() as f64);
+        numbers
+            .entry("notes".into())
+            .or_insert_with(|| vec![None; n])[i] = Some(timeline.interactions.len() as f64);
         for scorer in &scorers {
             let score = scorer.score(&features);
             let name = &scorer.name;
             let prev = previous.get(&timeline.account_id).and_then(|p| p.get(name));
-            numbers.entry(name.clone()).or_insert_with(|| vec![None; n])[i] = Some((score.score * 10.0).round() / 10.0);
-            numbers.entry(format!("{name}_log_odds")).or_insert_with(|| vec![None; n])[i] = Some(score.log_odds);
-            numbers.entry(format!("{name}_bias")).or_insert_with(|| vec![None; n])[i] = Some(score.bias);
-            numbers.entry(format!("{name}_delta")).or_insert_with(|| vec![None; n])[i] = prev.map(|p| score.score - p.0);
-            columns.entry(format!("{name}_band")).or_insert_with(|| vec![None; n])[i] = Some(score.band.clone());
-            columns.entry(format!("{name}_factors")).or_insert_with(|| vec![None; n])[i] = Some(serde_json::to_string(&score.factors)?);
-            columns.entry(format!("{name}_moved")).or_insert_with(|| vec![None; n])[i] =
-                prev.map(|p| serde_json::to_string(&moved(&score, &p.1))).transpose()?;
-            *bands_summary.entry((name.clone(), score.band.clone())).or_default() += 1;
+            numbers.entry(name.clone()).or_insert_with(|| vec![None; n])[i] =
+                Some((score.score * 10.0).round() / 10.0);
+            numbers
+                .entry(format!("{name}_log_odds"))
+                .or_insert_with(|| vec![None; n])[i] = Some(score.log_odds);
+            numbers
+                .entry(format!("{name}_bias"))
+                .or_insert_with(|| vec![None; n])[i] = Some(score.bias);
+            numbers
+                .entry(format!("{name}_delta"))
+                .or_insert_with(|| vec![None; n])[i] = prev.map(|p| score.score - p.0);
+            columns
+                .entry(format!("{name}_band"))
+                .or_insert_with(|| vec![None; n])[i] = Some(score.band.clone());
+            columns
+                .entry(format!("{name}_factors"))
+                .or_insert_with(|| vec![None; n])[i] = Some(serde_json::to_string(&score.factors)?);
+            columns
+                .entry(format!("{name}_moved"))
+                .or_insert_with(|| vec![None; n])[i] = prev
+                .map(|p| serde_json::to_string(&moved(&score, &p.1)))
+                .transpose()?;
+            *bands_summary
+                .entry((name.clone(), score.band.clone()))
+                .or_default() += 1;
             facts_owned.push((timeline.account_id.clone(), score, prev.map(|p| p.0)));
         }
-        for (k, v) in accounts.passthrough.get(&timeline.account_id).into_iter().flatten() {
+        for (k, v) in accounts
+            .passthrough
+            .get(&timeline.account_id)
+            .into_iter()
+            .flatten()
+        {
             columns.entry(k.clone()).or_insert_with(|| vec![None; n])[i] = Some(v.clone());
         }
     }
@@ -303,7 +435,11 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
     }
     let mut df = DataFrame::new(n, out_columns)?;
     write_table(&mut df, &args.output)?;
-    eprintln!("scored {n} accounts as of {} -> {}", accounts.as_of, args.output.display());
+    eprintln!(
+        "scored {n} accounts as of {} -> {}",
+        accounts.as_of,
+        args.output.display()
+    );
     for ((name, band), count) in &bands_summary {
         eprintln!("  {name:<12} {band:<7} {count}");
     }
@@ -311,32 +447,64 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
     if let (Some(rules_path), Some(events_path)) = (&args.rules, &args.events) {
         let rules = Rules::from_file(rules_path)?;
         let earlier: Vec<Event> = match std::fs::read_to_string(events_path) {
-            Ok(text) => text.lines().filter(|l| !l.trim().is_empty()).map(serde_json::from_str).collect::<Result<_, _>>()
-                .with_context(|| format!("{}: existing events are not valid NDJSON", events_path.display()))?,
+            Ok(text) => text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()
+                .with_context(|| {
+                    format!(
+                        "{}: existing events are not valid NDJSON",
+                        events_path.display()
+                    )
+                })?,
             Err(_) => Vec::new(),
         };
         let mut facts: Vec<Fact> = Vec::new();
         for timeline in &accounts.timelines {
             for interaction in &timeline.interactions {
                 for hit in &interaction.signals.hits {
-                    facts.push(Fact::Signal { account_id: &timeline.account_id, hit, date: interaction.date });
+                    facts.push(Fact::Signal {
+                        account_id: &timeline.account_id,
+                        hit,
+                        date: interaction.date,
+                    });
                 }
             }
         }
         for (account_id, score, prev) in &facts_owned {
-            facts.push(Fact::Score { account_id, name: &score.name, score: score.score, band: &score.band, previous: *prev, as_of: accounts.as_of });
+            facts.push(Fact::Score {
+                account_id,
+                name: &score.name,
+                score: score.score,
+                band: &score.band,
+                previous: *prev,
+                as_of: accounts.as_of,
+            });
         }
         let fresh = rules.events(&facts, &earlier);
-        let mut text = fresh.iter().map(|e| serde_json::to_string(e).expect("event serialises")).collect::<Vec<_>>().join("\n");
+        let mut text = fresh
+            .iter()
+            .map(|e| serde_json::to_string(e).expect("event serialises"))
+            .collect::<Vec<_>>()
+            .join("\n");
         if !text.is_empty() {
             text.push('\n');
         }
         use std::io::Write;
         ensure_parent(events_path)?;
-        std::fs::OpenOptions::new().create(true).append(true).open(events_path)
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(events_path)
             .and_then(|mut f| f.write_all(text.as_bytes()))
             .with_context(|| format!("{}: cannot append events", events_path.display()))?;
-        eprintln!("{} new events ({} already known) -> {}", fresh.len(), earlier.len(), events_path.display());
+        eprintln!(
+            "{} new events ({} already known) -> {}",
+            fresh.len(),
+            earlier.len(),
+            events_path.display()
+        );
     }
     Ok(())
 }
@@ -344,7 +512,10 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
 /// Runs `augur fit-scorer`.
 pub fn run_fit(args: FitScorerArgs) -> Result<()> {
     if args.input.accounts.is_none() {
-        bail!("--accounts is required: the labels column `{}` lives in the accounts table", args.labels);
+        bail!(
+            "--accounts is required: the labels column `{}` lives in the accounts table",
+            args.labels
+        );
     }
     let accounts = load_accounts(&args.input, &args.output.with_extension("rejects.csv"))?;
     let pack = accounts.extractor.pack();
@@ -352,7 +523,11 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
     let mut labels = Vec::new();
     let mut unlabelled = 0;
     for timeline in &accounts.timelines {
-        match accounts.labels.get(&timeline.account_id).and_then(|l| l.get(&args.labels)) {
+        match accounts
+            .labels
+            .get(&timeline.account_id)
+            .and_then(|l| l.get(&args.labels))
+        {
             Some(&label) => {
                 rows.push(account_features(timeline, pack, accounts.as_of));
                 labels.push(label > 0.5);
@@ -361,20 +536,42 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
         }
     }
     if rows.is_empty() {
-        bail!("no account has a value in `{}` (label columns recognised: {})", args.labels, LABEL_COLUMNS.join(", "));
+        bail!(
+            "no account has a value in `{}` (label columns recognised: {})",
+            args.labels,
+            LABEL_COLUMNS.join(", ")
+        );
     }
     let target = match args.target {
         TargetArg::ChurnRisk => Target::ChurnRisk,
         TargetArg::LeadIntent => Target::LeadIntent,
     };
-    let (scorer, report) = fit_scorer(target.name(), &rows, &labels, FitOptions { l2: args.l2, folds: args.folds, ..FitOptions::default() })?;
+    let (scorer, report) = fit_scorer(
+        target.name(),
+        &rows,
+        &labels,
+        FitOptions {
+            l2: args.l2,
+            folds: args.folds,
+            ..FitOptions::default()
+        },
+    )?;
     ensure_parent(&args.output)?;
     scorer.save(&args.output)?;
-    println!("{} on {} accounts ({} positive, {unlabelled} unlabelled skipped), {} features", report.target, report.accounts, report.positives, report.features);
-    println!("cross-validated AUC ({} folds): {:.3}", report.folds, report.cv_auc);
+    println!(
+        "{} on {} accounts ({} positive, {unlabelled} unlabelled skipped), {} features",
+        report.target, report.accounts, report.positives, report.features
+    );
+    println!(
+        "cross-validated AUC ({} folds): {:.3}",
+        report.folds, report.cv_auc
+    );
     println!("calibration (out of fold):  bin    predicted  observed  accounts");
     for bin in &report.calibration {
-        println!("                           {:.1}+   {:>9.2} {:>9.2} {:>9}", bin.from, bin.predicted, bin.observed, bin.count);
+        println!(
+            "                           {:.1}+   {:>9.2} {:>9.2} {:>9}",
+            bin.from, bin.predicted, bin.observed, bin.count
+        );
     }
     let mut top: Vec<_> = scorer.terms.iter().collect();
     top.sort_by(|a, b| (b.weight.abs() * 1.0).total_cmp(&(a.weight.abs())));
@@ -385,15 +582,34 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
 /// Runs `augur explain`.
 pub fn run_explain(args: ExplainArgs) -> Result<()> {
     let df = read_table(&args.from)?;
-    let ids = optional_strings(&df, "account_id")?.with_context(|| format!("{}: not an `augur score` output (no account_id)", args.from.display()))?;
-    let Some(row) = ids.iter().position(|id| id.as_deref() == Some(args.account_id.as_str())) else {
-        bail!("{}: no account `{}` ({} accounts in the file)", args.from.display(), args.account_id, ids.len());
+    let ids = optional_strings(&df, "account_id")?.with_context(|| {
+        format!(
+            "{}: not an `augur score` output (no account_id)",
+            args.from.display()
+        )
+    })?;
+    let Some(row) = ids
+        .iter()
+        .position(|id| id.as_deref() == Some(args.account_id.as_str()))
+    else {
+        bail!(
+            "{}: no account `{}` ({} accounts in the file)",
+            args.from.display(),
+            args.account_id,
+            ids.len()
+        );
     };
     let mut scores = Vec::new();
     for name in ["churn_risk", "lead_intent"] {
-        let get = |col: &str| -> Result<Option<String>> { Ok(optional_strings(&df, col)?.and_then(|c| c[row].clone())) };
+        let get = |col: &str| -> Result<Option<String>> {
+            Ok(optional_strings(&df, col)?.and_then(|c| c[row].clone()))
+        };
         let Some(score) = get(name)? else { continue };
-        let factors: Vec<augur_score::Factor> = get(&format!("{name}_factors"))?.as_deref().map(serde_json::from_str).transpose()?.unwrap_or_default();
+        let factors: Vec<augur_score::Factor> = get(&format!("{name}_factors"))?
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()?
+            .unwrap_or_default();
         scores.push(serde_json::json!({
             "score": name, "value": score.parse::<f64>().unwrap_or(0.0), "band": get(&format!("{name}_band"))?,
             "log_odds": get(&format!("{name}_log_odds"))?.and_then(|v| v.parse::<f64>().ok()),
@@ -402,11 +618,20 @@ pub fn run_explain(args: ExplainArgs) -> Result<()> {
         }));
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({"account_id": args.account_id, "scores": scores}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"account_id": args.account_id, "scores": scores})
+            )?
+        );
         return Ok(());
     }
     let zh = args.lang == LangArg::Zh;
-    println!("{} {}", if zh { "客户" } else { "Account" }, args.account_id);
+    println!(
+        "{} {}",
+        if zh { "客户" } else { "Account" },
+        args.account_id
+    );
     for s in &scores {
         let name = s["score"].as_str().unwrap_or("");
         let label = match (name, zh) {
@@ -415,16 +640,33 @@ pub fn run_explain(args: ExplainArgs) -> Result<()> {
             ("churn_risk", false) => "churn risk",
             _ => "lead intent",
         };
-        let delta = s["delta"].as_f64().map(|d| format!(" ({d:+.1} since previous)")).unwrap_or_default();
-        println!("\n{label}: {:.0}/100, {}{delta}", s["value"].as_f64().unwrap_or(0.0), s["band"].as_str().unwrap_or("?"));
+        let delta = s["delta"]
+            .as_f64()
+            .map(|d| format!(" ({d:+.1} since previous)"))
+            .unwrap_or_default();
+        println!(
+            "\n{label}: {:.0}/100, {}{delta}",
+            s["value"].as_f64().unwrap_or(0.0),
+            s["band"].as_str().unwrap_or("?")
+        );
         let factors: Vec<augur_score::Factor> = serde_json::from_value(s["factors"].clone())?;
         for f in factors.iter().take(args.top) {
             let bar_len = (f.share * 30.0).round() as usize;
-            let bar: String = if f.contribution >= 0.0 { "+".repeat(bar_len.max(1)) } else { "-".repeat(bar_len.max(1)) };
+            let bar: String = if f.contribution >= 0.0 {
+                "+".repeat(bar_len.max(1))
+            } else {
+                "-".repeat(bar_len.max(1))
+            };
             let fname = if zh { &f.name_zh } else { &f.name_en };
-            println!("  {:>+6.2} {:<31} {fname} = {:.2}", f.contribution, bar, f.value);
+            println!(
+                "  {:>+6.2} {:<31} {fname} = {:.2}",
+                f.contribution, bar, f.value
+            );
             for e in f.evidence.iter().rev().take(3) {
-                println!("         {} {} [{}] {}", e.date, e.note_id, e.speaker, e.sentence);
+                println!(
+                    "         {} {} [{}] {}",
+                    e.date, e.note_id, e.speaker, e.sentence
+                );
             }
         }
     }

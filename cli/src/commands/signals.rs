@@ -29,7 +29,11 @@ pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtra
         None => SignalPack::builtin(),
         Some(path) => {
             let own = SignalPack::from_file(path)?;
-            if pack.no_builtin { own } else { SignalPack::builtin().extended_with(own) }
+            if pack.no_builtin {
+                own
+            } else {
+                SignalPack::builtin().extended_with(own)
+            }
         }
     };
     let embedder = Embedder::builder(&model.model)
@@ -45,5 +49,8 @@ pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtra
         signals.signals.len(),
         signals.labelled_notes.len()
     );
-    Ok(SignalExtractor::builder(embedder).with_pack(signals).with_threshold(pack.threshold).build()?)
+    Ok(SignalExtractor::builder(embedder)
+        .with_pack(signals)
+        .with_threshold(pack.threshold)
+        .build()?)
 }

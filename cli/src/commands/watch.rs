@@ -43,7 +43,9 @@ pub fn run(args: WatchArgs) -> Result<()> {
     for (n, line) in stdin.lock().lines().enumerate() {
         let line_no = n + 1;
         let reply = match line {
-            Err(e) => serde_json::json!({"line": line_no, "error": format!("unreadable input: {e}")}),
+            Err(e) => {
+                serde_json::json!({"line": line_no, "error": format!("unreadable input: {e}")})
+            }
             Ok(line) if line.trim().is_empty() => continue,
             Ok(line) => match handle(&live, &line, line_no) {
                 Ok(value) => value,
@@ -57,16 +59,24 @@ pub fn run(args: WatchArgs) -> Result<()> {
 }
 
 fn handle(live: &LiveScorer, line: &str, line_no: usize) -> Result<serde_json::Value> {
-    let incoming: Incoming = serde_json::from_str(line).map_err(|e| anyhow::anyhow!("not a message ({e}); expected {{\"account_id\", \"text\", \"timestamp\"}}"))?;
+    let incoming: Incoming = serde_json::from_str(line).map_err(|e| {
+        anyhow::anyhow!("not a message ({e}); expected {{\"account_id\", \"text\", \"timestamp\"}}")
+    })?;
     let date = match incoming.timestamp.as_deref() {
         None => super::extract::today(),
-        Some(raw) => parse_date(raw).ok_or_else(|| anyhow::anyhow!("bad timestamp `{raw}`: expected ISO 8601"))?,
+        Some(raw) => parse_date(raw)
+            .ok_or_else(|| anyhow::anyhow!("bad timestamp `{raw}`: expected ISO 8601"))?,
     };
     let id = match incoming.id {
         Some(serde_json::Value::String(s)) => s,
         Some(other) => other.to_string(),
         None => format!("line-{line_no}"),
     };
-    let result = live.score_message(&Message { id, account_id: incoming.account_id, date, text: incoming.text })?;
+    let result = live.score_message(&Message {
+        id,
+        account_id: incoming.account_id,
+        date,
+        text: incoming.text,
+    })?;
     Ok(serde_json::to_value(result)?)
 }

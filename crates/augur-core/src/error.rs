@@ -155,10 +155,16 @@ pub trait CandleContext<T> {
 
 impl<T> CandleContext<T> for std::result::Result<T, candle_core::Error> {
     fn context(self, context: impl Into<String>) -> Result<T> {
-        self.map_err(|source| AugurError::Candle { context: context.into(), source })
+        self.map_err(|source| AugurError::Candle {
+            context: context.into(),
+            source,
+        })
     }
     fn with_context<S: Into<String>>(self, context: impl FnOnce() -> S) -> Result<T> {
-        self.map_err(|source| AugurError::Candle { context: context().into(), source })
+        self.map_err(|source| AugurError::Candle {
+            context: context().into(),
+            source,
+        })
     }
 }
 

@@ -81,11 +81,17 @@ pub struct SeededRng(u64);
 impl SeededRng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Self {
-        Self(seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407))
+        Self(
+            seed.wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407),
+        )
     }
     /// Next value in `[0, 1)`.
     pub fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
     /// Fisher–Yates shuffle.
@@ -119,7 +125,14 @@ impl TrainableLora {
     /// New pairs on every targeted linear of `encoder`: `A` uniform in ±1/√in (seeded), `B` zero,
     /// so training starts from the base model exactly.
     pub fn new(encoder: &BertEncoder, config: &FineTuneConfig) -> Result<Self> {
-        let known = ["attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense"];
+        let known = [
+            "attention.self.query",
+            "attention.self.key",
+            "attention.self.value",
+            "attention.output.dense",
+            "intermediate.dense",
+            "output.dense",
+        ];
         let mut rng = SeededRng::new(config.seed);
         let mut pairs = BTreeMap::new();
         for target in &config.targets {
@@ -131,18 +144,31 @@ impl TrainableLora {
                 let linear = layer.linear(suffix).expect("known module");
                 let (out_dim, in_dim) = linear.weight().dims2().context("linear weight")?;
                 let bound = 1.0 / (in_dim as f64).sqrt();
-                let a: Vec<f32> = (0..config.r * in_dim).map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32).collect();
-                let a = Var::from_tensor(&Tensor::from_vec(a, (config.r, in_dim), encoder.device()).context("lora A")?).context("lora A")?;
-                let b = Var::zeros((out_dim, config.r), DType::F32, encoder.device()).context("lora B")?;
+                let a: Vec<f32> = (0..config.r * in_dim)
+                    .map(|_| ((rng.next_f64() * 2.0 - 1.0) * bound) as f32)
+                    .collect();
+                let a = Var::from_tensor(
+                    &Tensor::from_vec(a, (config.r, in_dim), encoder.device()).context("lora A")?,
+                )
+                .context("lora A")?;
+                let b = Var::zeros((out_dim, config.r), DType::F32, encoder.device())
+                    .context("lora B")?;
                 pairs.insert(format!("encoder.layer.{i}.{suffix}"), (a, b));
             }
         }
-        Ok(Self { pairs, scale: config.alpha / config.r as f64, config: config.clone() })
+        Ok(Self {
+            pairs,
+            scale: config.alpha / config.r as f64,
+            config: config.clone(),
+        })
     }
 
     /// Every trainable variable.
     pub fn vars(&self) -> Vec<Var> {
-        self.pairs.values().flat_map(|(a, b)| [a.clone(), b.clone()]).collect()
+        self.pairs
+            .values()
+            .flat_map(|(a, b)| [a.clone(), b.clone()])
+            .collect()
     }
 
     /// A snapshot as a PEFT adapter for `base_model`.
@@ -150,7 +176,16 @@ impl TrainableLora {
         let pairs = self
             .pairs
             .iter()
-            .map(|(k, (a, b))| (k.clone(), LoraPair { a: a.as_tensor().copy().expect("copy"), b: b.as_tensor().copy().expect("copy"), scale: self.scale }))
+            .map(|(k, (a, b))| {
+                (
+                    k.clone(),
+                    LoraPair {
+                        a: a.as_tensor().copy().expect("copy"),
+                        b: b.as_tensor().copy().expect("copy"),
+                        scale: self.scale,
+                    },
+                )
+            })
             .collect();
         let mut targets: Vec<String> = self.config.targets.clone();
         targets.sort();
@@ -179,18 +214,41 @@ struct TrainingOps<'a> {
 }
 
 impl ForwardOps for TrainingOps<'_> {
-    fn linear(&self, linear: &LoraLinear, layer: usize, module: &str, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn linear(
+        &self,
+        linear: &LoraLinear,
+        layer: usize,
+        module: &str,
+        x: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         let base = linear.forward_frozen(x)?;
-        let Some((a, b)) = self.lora.pairs.get(&format!("encoder.layer.{layer}.{module}")) else { return Ok(base) };
+        let Some((a, b)) = self
+            .lora
+            .pairs
+            .get(&format!("encoder.layer.{layer}.{module}"))
+        else {
+            return Ok(base);
+        };
         let mut input = x.clone();
         let p = self.lora.config.dropout;
         if p > 0.0 {
             let mut rng = SeededRng::new(self.dropout_seed.get());
-            self.dropout_seed.set(self.dropout_seed.get().wrapping_add(1));
-            let keep: Vec<f32> = (0..x.elem_count()).map(|_| if rng.next_f64() < p { 0.0 } else { (1.0 / (1.0 - p)) as f32 }).collect();
+            self.dropout_seed
+                .set(self.dropout_seed.get().wrapping_add(1));
+            let keep: Vec<f32> = (0..x.elem_count())
+                .map(|_| {
+                    if rng.next_f64() < p {
+                        0.0
+                    } else {
+                        (1.0 / (1.0 - p)) as f32
+                    }
+                })
+                .collect();
             input = (input * Tensor::from_vec(keep, x.shape(), x.device())?)?;
         }
-        let low = input.broadcast_matmul(&a.as_tensor().t()?)?.broadcast_matmul(&b.as_tensor().t()?)?;
+        let low = input
+            .broadcast_matmul(&a.as_tensor().t()?)?
+            .broadcast_matmul(&b.as_tensor().t()?)?;
         base + (low * self.lora.scale)?
     }
     fn norm(&self, norm: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {
@@ -254,7 +312,10 @@ pub struct TrainingReport {
 
 fn pool_mean(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
     let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-    hidden.broadcast_mul(&mask)?.sum(1)?.broadcast_div(&mask.sum(1)?)
+    hidden
+        .broadcast_mul(&mask)?
+        .sum(1)?
+        .broadcast_div(&mask.sum(1)?)
 }
 
 fn batch_tensors(rows: &[&[u32]], pad: u32, device: &Device) -> Result<(Tensor, Tensor)> {
@@ -298,7 +359,9 @@ impl TextClassifier {
         labels.sort();
         labels.dedup();
         if labels.len() < 2 && !train.iter().any(|e| e.labels.is_empty()) {
-            return Err(AugurError::InvalidArgument(format!("need at least two labels to train a classifier, found {labels:?}")));
+            return Err(AugurError::InvalidArgument(format!(
+                "need at least two labels to train a classifier, found {labels:?}"
+            )));
         }
         let multi_label = train.iter().chain(holdout).any(|e| e.labels.len() != 1);
         let encoder = base.encoder();
@@ -313,30 +376,54 @@ impl TextClassifier {
             .windows(&train_texts, InputKind::Query)?
             .into_iter()
             .enumerate()
-            .map(|(i, w)| TokenWindow { text_index: i, ids: truncate(w, config.max_tokens) })
+            .map(|(i, w)| TokenWindow {
+                text_index: i,
+                ids: truncate(w, config.max_tokens),
+            })
             .collect();
         let pooled_base = base.encode_windows(&base_windows)?;
         let (w, b) = prototype_head(&pooled_base, train, &labels, hidden);
-        let head_w = Var::from_tensor(&Tensor::from_vec(w, (labels.len(), hidden), &device).context("head")?).context("head")?;
-        let head_b = Var::from_tensor(&Tensor::from_vec(b, labels.len(), &device).context("head bias")?).context("head bias")?;
+        let head_w = Var::from_tensor(
+            &Tensor::from_vec(w, (labels.len(), hidden), &device).context("head")?,
+        )
+        .context("head")?;
+        let head_b =
+            Var::from_tensor(&Tensor::from_vec(b, labels.len(), &device).context("head bias")?)
+                .context("head bias")?;
         let mut vars = lora.vars();
         if config.method == FitMethod::Supervised {
             vars.extend([head_w.clone(), head_b.clone()]);
         }
         let mut optimizer = candle_nn::AdamW::new(
             vars,
-            candle_nn::ParamsAdamW { lr: config.learning_rate, weight_decay: config.weight_decay, ..Default::default() },
+            candle_nn::ParamsAdamW {
+                lr: config.learning_rate,
+                weight_decay: config.weight_decay,
+                ..Default::default()
+            },
         )
         .context("AdamW")?;
 
         let tokens = |examples: &[LabelledText]| -> Result<Vec<Vec<u32>>> {
             let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-            Ok(base.windows(&texts, InputKind::Query)?.into_iter().map(|w| truncate(w, config.max_tokens)).collect())
+            Ok(base
+                .windows(&texts, InputKind::Query)?
+                .into_iter()
+                .map(|w| truncate(w, config.max_tokens))
+                .collect())
         };
         let train_ids = tokens(train)?;
-        let targets = |e: &LabelledText| -> Vec<f32> { labels.iter().map(|l| f32::from(u8::from(e.labels.contains(l)))).collect() };
+        let targets = |e: &LabelledText| -> Vec<f32> {
+            labels
+                .iter()
+                .map(|l| f32::from(u8::from(e.labels.contains(l))))
+                .collect()
+        };
         let pad = encoder.config().pad_token_id;
-        let ops = TrainingOps { lora: &lora, dropout_seed: std::cell::Cell::new(config.seed) };
+        let ops = TrainingOps {
+            lora: &lora,
+            dropout_seed: std::cell::Cell::new(config.seed),
+        };
         let mut report = TrainingReport {
             config: config.clone(),
             train_examples: train.len(),
@@ -352,7 +439,14 @@ impl TextClassifier {
         let supervised_steps = train.len().div_ceil(config.batch_size.max(1));
         let by_label: BTreeMap<&str, Vec<usize>> = labels
             .iter()
-            .map(|l| (l.as_str(), (0..train.len()).filter(|&i| train[i].labels.contains(l)).collect()))
+            .map(|l| {
+                (
+                    l.as_str(),
+                    (0..train.len())
+                        .filter(|&i| train[i].labels.contains(l))
+                        .collect(),
+                )
+            })
             .collect();
         for epoch in 1..=config.epochs.max(1) {
             rng.shuffle(&mut order);
@@ -363,64 +457,145 @@ impl TextClassifier {
                 for &i in &order {
                     let label = train[i].labels.first().map(String::as_str).unwrap_or("");
                     let same = &by_label[label];
-                    pairs.push((i, same[(rng.next_f64() * same.len() as f64) as usize % same.len()], 1.0));
-                    let others: Vec<usize> = (0..train.len()).filter(|&j| train[j].labels != train[i].labels).collect();
+                    pairs.push((
+                        i,
+                        same[(rng.next_f64() * same.len() as f64) as usize % same.len()],
+                        1.0,
+                    ));
+                    let others: Vec<usize> = (0..train.len())
+                        .filter(|&j| train[j].labels != train[i].labels)
+                        .collect();
                     if !others.is_empty() {
-                        pairs.push((i, others[(rng.next_f64() * others.len() as f64) as usize % others.len()], 0.0));
+                        pairs.push((
+                            i,
+                            others[(rng.next_f64() * others.len() as f64) as usize % others.len()],
+                            0.0,
+                        ));
                     }
                 }
                 rng.shuffle(&mut pairs);
                 let steps = pairs.len().div_ceil(config.batch_size.max(1));
                 for (step, batch) in pairs.chunks(config.batch_size.max(1)).enumerate() {
-                    let rows: Vec<&[u32]> = batch.iter().map(|p| train_ids[p.0].as_slice()).chain(batch.iter().map(|p| train_ids[p.1].as_slice())).collect();
+                    let rows: Vec<&[u32]> = batch
+                        .iter()
+                        .map(|p| train_ids[p.0].as_slice())
+                        .chain(batch.iter().map(|p| train_ids[p.1].as_slice()))
+                        .collect();
                     let (ids, mask) = batch_tensors(&rows, pad, &device)?;
-                    let pooled = pool_mean(&encoder.forward_with(&ops, &ids, &mask)?, &mask).context("pooling")?;
-                    let norms = pooled.sqr().and_then(|x| x.sum_keepdim(1)).and_then(|x| x.sqrt()).context("norm")?;
+                    let pooled = pool_mean(&encoder.forward_with(&ops, &ids, &mask)?, &mask)
+                        .context("pooling")?;
+                    let norms = pooled
+                        .sqr()
+                        .and_then(|x| x.sum_keepdim(1))
+                        .and_then(|x| x.sqrt())
+                        .context("norm")?;
                     let unit = pooled.broadcast_div(&norms).context("normalise")?;
                     let n = batch.len();
-                    let cos = (unit.narrow(0, 0, n).context("pairs")? * unit.narrow(0, n, n).context("pairs")?).and_then(|x| x.sum(1)).context("cosine")?;
-                    let y = Tensor::from_vec(batch.iter().map(|p| p.2).collect::<Vec<f32>>(), n, &device).context("targets")?;
-                    let loss = (cos - y).and_then(|d| d.sqr()).and_then(|d| d.mean_all()).context("loss")?;
+                    let cos = (unit.narrow(0, 0, n).context("pairs")?
+                        * unit.narrow(0, n, n).context("pairs")?)
+                    .and_then(|x| x.sum(1))
+                    .context("cosine")?;
+                    let y = Tensor::from_vec(
+                        batch.iter().map(|p| p.2).collect::<Vec<f32>>(),
+                        n,
+                        &device,
+                    )
+                    .context("targets")?;
+                    let loss = (cos - y)
+                        .and_then(|d| d.sqr())
+                        .and_then(|d| d.mean_all())
+                        .context("loss")?;
                     optimizer.backward_step(&loss).context("backward")?;
                     let value = f64::from(loss.to_scalar::<f32>().context("loss")?);
                     loss_sum += value / steps as f64;
-                    on_step(&FitProgress { epoch, step: step + 1, steps, loss: value });
+                    on_step(&FitProgress {
+                        epoch,
+                        step: step + 1,
+                        steps,
+                        loss: value,
+                    });
                 }
             }
-            for (step, batch) in order.chunks(config.batch_size.max(1)).enumerate().filter(|_| config.method == FitMethod::Supervised) {
+            for (step, batch) in order
+                .chunks(config.batch_size.max(1))
+                .enumerate()
+                .filter(|_| config.method == FitMethod::Supervised)
+            {
                 let rows: Vec<&[u32]> = batch.iter().map(|&i| train_ids[i].as_slice()).collect();
                 let (ids, mask) = batch_tensors(&rows, pad, &device)?;
                 let hidden_state = encoder.forward_with(&ops, &ids, &mask)?;
                 let pooled = pool_mean(&hidden_state, &mask).context("pooling")?;
-                let logits = pooled.matmul(&head_w.as_tensor().t().context("head")?).and_then(|l| l.broadcast_add(head_b.as_tensor())).context("head")?;
+                let logits = pooled
+                    .matmul(&head_w.as_tensor().t().context("head")?)
+                    .and_then(|l| l.broadcast_add(head_b.as_tensor()))
+                    .context("head")?;
                 let loss = if multi_label {
                     let y: Vec<f32> = batch.iter().flat_map(|&i| targets(&train[i])).collect();
-                    let y = Tensor::from_vec(y, (batch.len(), labels.len()), &device).context("targets")?;
+                    let y = Tensor::from_vec(y, (batch.len(), labels.len()), &device)
+                        .context("targets")?;
                     candle_nn::loss::binary_cross_entropy_with_logit(&logits, &y).context("loss")?
                 } else {
-                    let y: Vec<u32> = batch.iter().map(|&i| labels.iter().position(|l| *l == train[i].labels[0]).unwrap_or(0) as u32).collect();
+                    let y: Vec<u32> = batch
+                        .iter()
+                        .map(|&i| {
+                            labels
+                                .iter()
+                                .position(|l| *l == train[i].labels[0])
+                                .unwrap_or(0) as u32
+                        })
+                        .collect();
                     let y = Tensor::from_vec(y, batch.len(), &device).context("targets")?;
                     candle_nn::loss::cross_entropy(&logits, &y).context("loss")?
                 };
                 optimizer.backward_step(&loss).context("backward")?;
                 let value = f64::from(loss.to_scalar::<f32>().context("loss")?);
                 loss_sum += value / supervised_steps as f64;
-                on_step(&FitProgress { epoch, step: step + 1, steps: supervised_steps, loss: value });
+                on_step(&FitProgress {
+                    epoch,
+                    step: step + 1,
+                    steps: supervised_steps,
+                    loss: value,
+                });
             }
             report.epoch_loss.push(loss_sum);
             let adapter = lora.to_adapter(&base.files().dir.display().to_string());
             let embedder = base.with_adapter_unchecked(&adapter)?;
             let (head_weight, head_bias) = match config.method {
-                FitMethod::Supervised => (head_w.as_tensor().copy().context("head")?, head_b.as_tensor().copy().context("head")?),
+                FitMethod::Supervised => (
+                    head_w.as_tensor().copy().context("head")?,
+                    head_b.as_tensor().copy().context("head")?,
+                ),
                 FitMethod::Contrastive => {
-                    let (w, b) = prototype_head(&embedder.encode_windows(&base_windows)?, train, &labels, hidden);
-                    (Tensor::from_vec(w, (labels.len(), hidden), &device).context("head")?, Tensor::from_vec(b, labels.len(), &device).context("head")?)
+                    let (w, b) = prototype_head(
+                        &embedder.encode_windows(&base_windows)?,
+                        train,
+                        &labels,
+                        hidden,
+                    );
+                    (
+                        Tensor::from_vec(w, (labels.len(), hidden), &device).context("head")?,
+                        Tensor::from_vec(b, labels.len(), &device).context("head")?,
+                    )
                 }
             };
-            let classifier = TextClassifier { embedder, head_weight, head_bias, labels: labels.clone(), multi_label };
+            let classifier = TextClassifier {
+                embedder,
+                head_weight,
+                head_bias,
+                labels: labels.clone(),
+                multi_label,
+            };
             // Without held-out examples there is nothing honest to select on: keep the last epoch.
-            let accuracy = if holdout.is_empty() { epoch as f64 } else { classifier.accuracy(holdout)? };
-            report.epoch_holdout_accuracy.push(if holdout.is_empty() { f64::NAN } else { accuracy });
+            let accuracy = if holdout.is_empty() {
+                epoch as f64
+            } else {
+                classifier.accuracy(holdout)?
+            };
+            report.epoch_holdout_accuracy.push(if holdout.is_empty() {
+                f64::NAN
+            } else {
+                accuracy
+            });
             if best.as_ref().is_none_or(|(b, _, _)| accuracy > *b) {
                 report.best_epoch = epoch;
                 best = Some((accuracy, classifier, adapter));
@@ -432,8 +607,21 @@ impl TextClassifier {
     }
 
     /// Assembles a classifier from a base embedder, an adapter and a saved head.
-    pub fn from_parts(base: &Embedder, adapter: &LoraAdapter, head_weight: Tensor, head_bias: Tensor, labels: Vec<String>, multi_label: bool) -> Result<Self> {
-        Ok(Self { embedder: base.with_adapter(adapter)?, head_weight, head_bias, labels, multi_label })
+    pub fn from_parts(
+        base: &Embedder,
+        adapter: &LoraAdapter,
+        head_weight: Tensor,
+        head_bias: Tensor,
+        labels: Vec<String>,
+        multi_label: bool,
+    ) -> Result<Self> {
+        Ok(Self {
+            embedder: base.with_adapter(adapter)?,
+            head_weight,
+            head_bias,
+            labels,
+            multi_label,
+        })
     }
 
     /// Probabilities per label for each text (softmax, or sigmoid when multi-label).
@@ -443,13 +631,28 @@ impl TextClassifier {
             .windows(texts, InputKind::Query)?
             .into_iter()
             .enumerate()
-            .map(|(i, w)| TokenWindow { text_index: i, ids: truncate(w, self.embedder.max_tokens()) })
+            .map(|(i, w)| TokenWindow {
+                text_index: i,
+                ids: truncate(w, self.embedder.max_tokens()),
+            })
             .collect();
         let pooled = self.embedder.encode_windows(&windows)?;
         let flat: Vec<f32> = pooled.iter().flatten().copied().collect();
-        let x = Tensor::from_vec(flat, (pooled.len(), self.head_weight.dim(1).context("head")?), &Device::Cpu).context("features")?;
-        let logits = x.matmul(&self.head_weight.t().context("head")?).and_then(|l| l.broadcast_add(&self.head_bias)).context("head")?;
-        let probs = if self.multi_label { candle_nn::ops::sigmoid(&logits) } else { candle_nn::ops::softmax_last_dim(&logits) };
+        let x = Tensor::from_vec(
+            flat,
+            (pooled.len(), self.head_weight.dim(1).context("head")?),
+            &Device::Cpu,
+        )
+        .context("features")?;
+        let logits = x
+            .matmul(&self.head_weight.t().context("head")?)
+            .and_then(|l| l.broadcast_add(&self.head_bias))
+            .context("head")?;
+        let probs = if self.multi_label {
+            candle_nn::ops::sigmoid(&logits)
+        } else {
+            candle_nn::ops::softmax_last_dim(&logits)
+        };
         probs.and_then(|p| p.to_vec2()).context("probabilities")
     }
 
@@ -457,22 +660,38 @@ impl TextClassifier {
     pub fn accuracy(&self, examples: &[LabelledText]) -> Result<f64> {
         let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
         let predicted = self.predict(&texts)?;
-        let correct = examples.iter().zip(&predicted).filter(|(e, p)| self.decide(p) == {
-            let mut l = e.labels.clone();
-            l.sort();
-            l
-        }).count();
+        let correct = examples
+            .iter()
+            .zip(&predicted)
+            .filter(|(e, p)| {
+                self.decide(p) == {
+                    let mut l = e.labels.clone();
+                    l.sort();
+                    l
+                }
+            })
+            .count();
         Ok(correct as f64 / examples.len().max(1) as f64)
     }
 
     /// The predicted labels for one probability row (sorted).
     pub fn decide(&self, probabilities: &[f32]) -> Vec<String> {
         if self.multi_label {
-            let mut out: Vec<String> = self.labels.iter().zip(probabilities).filter(|(_, p)| **p >= 0.5).map(|(l, _)| l.clone()).collect();
+            let mut out: Vec<String> = self
+                .labels
+                .iter()
+                .zip(probabilities)
+                .filter(|(_, p)| **p >= 0.5)
+                .map(|(l, _)| l.clone())
+                .collect();
             out.sort();
             out
         } else {
-            let best = probabilities.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i);
+            let best = probabilities
+                .iter()
+                .enumerate()
+                .max_by(|a, b| a.1.total_cmp(b.1))
+                .map_or(0, |(i, _)| i);
             vec![self.labels[best].clone()]
         }
     }
@@ -480,16 +699,25 @@ impl TextClassifier {
     /// Writes the head (`head.safetensors`) and the label map (`labels.json`) into `dir`.
     pub fn save_head(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-        let tensors = std::collections::HashMap::from([("weight".to_string(), self.head_weight.clone()), ("bias".to_string(), self.head_bias.clone())]);
-        candle_core::safetensors::save(&tensors, dir.join("head.safetensors")).context("writing head.safetensors")?;
+        let tensors = std::collections::HashMap::from([
+            ("weight".to_string(), self.head_weight.clone()),
+            ("bias".to_string(), self.head_bias.clone()),
+        ]);
+        candle_core::safetensors::save(&tensors, dir.join("head.safetensors"))
+            .context("writing head.safetensors")?;
         let labels = serde_json::json!({"labels": self.labels, "multi_label": self.multi_label});
-        std::fs::write(dir.join("labels.json"), serde_json::to_string_pretty(&labels).expect("json")).map_err(io_error(dir.join("labels.json")))
+        std::fs::write(
+            dir.join("labels.json"),
+            serde_json::to_string_pretty(&labels).expect("json"),
+        )
+        .map_err(io_error(dir.join("labels.json")))
     }
 
     /// Loads a classifier saved by `augur fit` (adapter + head + labels) onto `base`.
     pub fn load(base: &Embedder, dir: &Path) -> Result<Self> {
         let adapter = LoraAdapter::load(dir, &Device::Cpu)?;
-        let head = candle_core::safetensors::load(dir.join("head.safetensors"), &Device::Cpu).with_context(|| format!("reading {}", dir.join("head.safetensors").display()))?;
+        let head = candle_core::safetensors::load(dir.join("head.safetensors"), &Device::Cpu)
+            .with_context(|| format!("reading {}", dir.join("head.safetensors").display()))?;
         let path = dir.join("labels.json");
         let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
         #[derive(Deserialize)]
@@ -497,28 +725,57 @@ impl TextClassifier {
             labels: Vec<String>,
             multi_label: bool,
         }
-        let labels: Labels = serde_json::from_str(&text).map_err(|source| AugurError::Json { path: path.clone(), source })?;
+        let labels: Labels = serde_json::from_str(&text).map_err(|source| AugurError::Json {
+            path: path.clone(),
+            source,
+        })?;
         let (Some(w), Some(b)) = (head.get("weight"), head.get("bias")) else {
-            return Err(AugurError::Adapter { path: dir.join("head.safetensors"), message: "expected tensors `weight` and `bias`".into() });
+            return Err(AugurError::Adapter {
+                path: dir.join("head.safetensors"),
+                message: "expected tensors `weight` and `bias`".into(),
+            });
         };
-        Self::from_parts(base, &adapter, w.clone(), b.clone(), labels.labels, labels.multi_label)
+        Self::from_parts(
+            base,
+            &adapter,
+            w.clone(),
+            b.clone(),
+            labels.labels,
+            labels.multi_label,
+        )
     }
 }
 
 /// Head weights `[labels, hidden]` and biases of a centred prototype classifier: each label's
 /// direction is its examples' mean minus the overall mean, scaled so the class means sit about
 /// two logits apart.
-fn prototype_head(pooled: &[Vec<f32>], examples: &[LabelledText], labels: &[String], hidden: usize) -> (Vec<f32>, Vec<f32>) {
+fn prototype_head(
+    pooled: &[Vec<f32>],
+    examples: &[LabelledText],
+    labels: &[String],
+    hidden: usize,
+) -> (Vec<f32>, Vec<f32>) {
     let mean_of = |rows: Vec<&Vec<f32>>| -> Vec<f32> {
         let n = rows.len().max(1) as f32;
-        (0..hidden).map(|d| rows.iter().map(|r| r[d]).sum::<f32>() / n).collect()
+        (0..hidden)
+            .map(|d| rows.iter().map(|r| r[d]).sum::<f32>() / n)
+            .collect()
     };
     let overall = mean_of(pooled.iter().collect());
     let mut weights = Vec::with_capacity(labels.len() * hidden);
     let mut biases = Vec::with_capacity(labels.len());
     for label in labels {
-        let members: Vec<&Vec<f32>> = pooled.iter().zip(examples).filter(|(_, e)| e.labels.contains(label)).map(|(v, _)| v).collect();
-        let direction: Vec<f32> = mean_of(members).iter().zip(&overall).map(|(m, o)| m - o).collect();
+        let members: Vec<&Vec<f32>> = pooled
+            .iter()
+            .zip(examples)
+            .filter(|(_, e)| e.labels.contains(label))
+            .map(|(v, _)| v)
+            .collect();
+        let direction: Vec<f32> = mean_of(members)
+            .iter()
+            .zip(&overall)
+            .map(|(m, o)| m - o)
+            .collect();
         let norm2 = direction.iter().map(|x| x * x).sum::<f32>().max(1e-12);
         let w: Vec<f32> = direction.iter().map(|x| 2.0 * x / norm2).collect();
         biases.push(-w.iter().zip(&overall).map(|(a, b)| a * b).sum::<f32>());

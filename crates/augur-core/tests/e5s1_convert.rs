@@ -17,7 +17,10 @@ const MAX_POS: usize = 16;
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 }
@@ -31,9 +34,16 @@ struct Entry {
 }
 
 fn f32_entry(name: &'static str, hf: &str, n: usize, rng: &mut Lcg) -> Entry {
-    let values: Vec<f32> = (0..n).map(|_| (rng.next() % 1000) as f32 / 250.0 - 2.0).collect();
+    let values: Vec<f32> = (0..n)
+        .map(|_| (rng.next() % 1000) as f32 / 250.0 - 2.0)
+        .collect();
     let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-    Entry { name, hf: hf.to_string(), values, bytes }
+    Entry {
+        name,
+        hf: hf.to_string(),
+        values,
+        bytes,
+    }
 }
 
 /// Q4_0 with scales that f16 holds exactly, so dequantised values are exact.
@@ -51,34 +61,129 @@ fn q4_entry(name: &'static str, hf: &str, n: usize, rng: &mut Lcg) -> Entry {
             *v = (f32::from(*q) - 8.0) * d;
         }
     }
-    Entry { name, hf: hf.to_string(), values, bytes }
+    Entry {
+        name,
+        hf: hf.to_string(),
+        values,
+        bytes,
+    }
 }
 
 fn entries() -> Vec<Entry> {
     let mut rng = Lcg(42);
     let l = "encoder.layer.0";
     vec![
-        q4_entry("emb.word", "embeddings.word_embeddings.weight", VOCAB * H, &mut rng),
-        f32_entry("emb.pos", "embeddings.position_embeddings.weight", MAX_POS * H, &mut rng),
-        f32_entry("emb.type", "embeddings.token_type_embeddings.weight", 2 * H, &mut rng),
+        q4_entry(
+            "emb.word",
+            "embeddings.word_embeddings.weight",
+            VOCAB * H,
+            &mut rng,
+        ),
+        f32_entry(
+            "emb.pos",
+            "embeddings.position_embeddings.weight",
+            MAX_POS * H,
+            &mut rng,
+        ),
+        f32_entry(
+            "emb.type",
+            "embeddings.token_type_embeddings.weight",
+            2 * H,
+            &mut rng,
+        ),
         f32_entry("emb.ln.w", "embeddings.LayerNorm.weight", H, &mut rng),
         f32_entry("emb.ln.b", "embeddings.LayerNorm.bias", H, &mut rng),
-        q4_entry("l0.q.w", &format!("{l}.attention.self.query.weight"), H * H, &mut rng),
-        f32_entry("l0.q.b", &format!("{l}.attention.self.query.bias"), H, &mut rng),
-        q4_entry("l0.k.w", &format!("{l}.attention.self.key.weight"), H * H, &mut rng),
-        f32_entry("l0.k.b", &format!("{l}.attention.self.key.bias"), H, &mut rng),
-        q4_entry("l0.v.w", &format!("{l}.attention.self.value.weight"), H * H, &mut rng),
-        f32_entry("l0.v.b", &format!("{l}.attention.self.value.bias"), H, &mut rng),
-        q4_entry("l0.ao.w", &format!("{l}.attention.output.dense.weight"), H * H, &mut rng),
-        f32_entry("l0.ao.b", &format!("{l}.attention.output.dense.bias"), H, &mut rng),
-        f32_entry("l0.aln.w", &format!("{l}.attention.output.LayerNorm.weight"), H, &mut rng),
-        f32_entry("l0.aln.b", &format!("{l}.attention.output.LayerNorm.bias"), H, &mut rng),
-        q4_entry("l0.fi.w", &format!("{l}.intermediate.dense.weight"), FFN * H, &mut rng),
-        f32_entry("l0.fi.b", &format!("{l}.intermediate.dense.bias"), FFN, &mut rng),
-        q4_entry("l0.fo.w", &format!("{l}.output.dense.weight"), H * FFN, &mut rng),
+        q4_entry(
+            "l0.q.w",
+            &format!("{l}.attention.self.query.weight"),
+            H * H,
+            &mut rng,
+        ),
+        f32_entry(
+            "l0.q.b",
+            &format!("{l}.attention.self.query.bias"),
+            H,
+            &mut rng,
+        ),
+        q4_entry(
+            "l0.k.w",
+            &format!("{l}.attention.self.key.weight"),
+            H * H,
+            &mut rng,
+        ),
+        f32_entry(
+            "l0.k.b",
+            &format!("{l}.attention.self.key.bias"),
+            H,
+            &mut rng,
+        ),
+        q4_entry(
+            "l0.v.w",
+            &format!("{l}.attention.self.value.weight"),
+            H * H,
+            &mut rng,
+        ),
+        f32_entry(
+            "l0.v.b",
+            &format!("{l}.attention.self.value.bias"),
+            H,
+            &mut rng,
+        ),
+        q4_entry(
+            "l0.ao.w",
+            &format!("{l}.attention.output.dense.weight"),
+            H * H,
+            &mut rng,
+        ),
+        f32_entry(
+            "l0.ao.b",
+            &format!("{l}.attention.output.dense.bias"),
+            H,
+            &mut rng,
+        ),
+        f32_entry(
+            "l0.aln.w",
+            &format!("{l}.attention.output.LayerNorm.weight"),
+            H,
+            &mut rng,
+        ),
+        f32_entry(
+            "l0.aln.b",
+            &format!("{l}.attention.output.LayerNorm.bias"),
+            H,
+            &mut rng,
+        ),
+        q4_entry(
+            "l0.fi.w",
+            &format!("{l}.intermediate.dense.weight"),
+            FFN * H,
+            &mut rng,
+        ),
+        f32_entry(
+            "l0.fi.b",
+            &format!("{l}.intermediate.dense.bias"),
+            FFN,
+            &mut rng,
+        ),
+        q4_entry(
+            "l0.fo.w",
+            &format!("{l}.output.dense.weight"),
+            H * FFN,
+            &mut rng,
+        ),
         f32_entry("l0.fo.b", &format!("{l}.output.dense.bias"), H, &mut rng),
-        f32_entry("l0.oln.w", &format!("{l}.output.LayerNorm.weight"), H, &mut rng),
-        f32_entry("l0.oln.b", &format!("{l}.output.LayerNorm.bias"), H, &mut rng),
+        f32_entry(
+            "l0.oln.w",
+            &format!("{l}.output.LayerNorm.weight"),
+            H,
+            &mut rng,
+        ),
+        f32_entry(
+            "l0.oln.b",
+            &format!("{l}.output.LayerNorm.bias"),
+            H,
+            &mut rng,
+        ),
     ]
 }
 
@@ -110,7 +215,10 @@ fn write_e5s1(path: &Path, entries: &[Entry]) {
     out.extend(5u32.to_le_bytes());
     out.extend([9u8; 5]);
     // Directory, then data.
-    let dir_len: usize = 4 + entries.iter().map(|e| 2 + e.name.len() + 1 + 4 + 8 + 8).sum::<usize>();
+    let dir_len: usize = 4 + entries
+        .iter()
+        .map(|e| 2 + e.name.len() + 1 + 4 + 8 + 8)
+        .sum::<usize>();
     let mut offset = out.len() + dir_len;
     out.extend((entries.len() as i32).to_le_bytes());
     for e in entries {
@@ -142,14 +250,28 @@ fn tiny_e5s1_round_trips_to_hugging_face_names_and_exact_values() {
     assert_eq!(report.tensors, entries.len());
     assert_eq!(report.dequantized, 7);
 
-    let tensors = candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+    let tensors =
+        candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
     assert_eq!(tensors.len(), entries.len());
     for e in &entries {
-        let t = tensors.get(&e.hf).unwrap_or_else(|| panic!("{} missing as {}", e.name, e.hf));
-        assert_eq!(t.flatten_all().unwrap().to_vec1::<f32>().unwrap(), e.values, "values of {}", e.hf);
+        let t = tensors
+            .get(&e.hf)
+            .unwrap_or_else(|| panic!("{} missing as {}", e.name, e.hf));
+        assert_eq!(
+            t.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            e.values,
+            "values of {}",
+            e.hf
+        );
     }
-    assert_eq!(tensors["encoder.layer.0.intermediate.dense.weight"].dims(), &[FFN, H]);
-    assert_eq!(tensors["encoder.layer.0.output.dense.weight"].dims(), &[H, FFN]);
+    assert_eq!(
+        tensors["encoder.layer.0.intermediate.dense.weight"].dims(),
+        &[FFN, H]
+    );
+    assert_eq!(
+        tensors["encoder.layer.0.output.dense.weight"].dims(),
+        &[H, FFN]
+    );
 
     let config: BTreeMap<String, serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
@@ -157,10 +279,15 @@ fn tiny_e5s1_round_trips_to_hugging_face_names_and_exact_values() {
     assert_eq!(config["intermediate_size"], 64);
     assert_eq!(config["vocab_size"], 8);
     assert_eq!(config["architectures"][0], "BertModel");
-    let st: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("config_sentence_transformers.json")).unwrap()).unwrap();
+    let st: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("config_sentence_transformers.json")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(st["prompts"]["passage"], "passage: ");
-    assert_eq!(std::fs::read(out.join("tokenizer.json")).unwrap(), std::fs::read(&tokenizer).unwrap());
+    assert_eq!(
+        std::fs::read(out.join("tokenizer.json")).unwrap(),
+        std::fs::read(&tokenizer).unwrap()
+    );
 
     // The converted directory passes the loader's own shape check.
     let parsed = augur_core::EncoderConfig::from_file(&out.join("config.json")).unwrap();
@@ -186,7 +313,10 @@ fn bad_magic_and_truncation_are_reported_with_offsets() {
     std::fs::write(&cut, &bytes[..60]).unwrap();
     let err = convert_e5s1(&cut, &tokenizer, &tmp.path().join("o2")).unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("cut.bin") && msg.contains("file ends"), "{msg}");
+    assert!(
+        msg.contains("cut.bin") && msg.contains("file ends"),
+        "{msg}"
+    );
 
     // A directory entry pointing past the end of the file is caught before any data is read.
     let short = tmp.path().join("short.bin");

@@ -24,8 +24,13 @@ fn examples() -> Vec<LabelledText> {
         "They asked how to export their data before switching",
         "Our sponsor left and the renewal is off",
     ];
-    buy.iter().map(|t| (t, "buying")).chain(churn.iter().map(|t| (t, "churn")))
-        .map(|(t, l)| LabelledText { text: t.to_string(), labels: vec![l.to_string()] })
+    buy.iter()
+        .map(|t| (t, "buying"))
+        .chain(churn.iter().map(|t| (t, "churn")))
+        .map(|(t, l)| LabelledText {
+            text: t.to_string(),
+            labels: vec![l.to_string()],
+        })
         .collect()
 }
 
@@ -36,21 +41,50 @@ fn training_lowers_the_loss_and_the_result_round_trips() {
         .build()
         .unwrap();
     let train = examples();
-    let config = FineTuneConfig { epochs: 6, batch_size: 4, learning_rate: 5e-3, max_tokens: 32, seed: 3, ..FineTuneConfig::default() };
+    let config = FineTuneConfig {
+        epochs: 6,
+        batch_size: 4,
+        learning_rate: 5e-3,
+        max_tokens: 32,
+        seed: 3,
+        ..FineTuneConfig::default()
+    };
     let mut losses = Vec::new();
-    let (classifier, adapter, report) = TextClassifier::fit(&base, &train, &[], &config, |p| losses.push(p.loss)).unwrap();
+    let (classifier, adapter, report) =
+        TextClassifier::fit(&base, &train, &[], &config, |p| losses.push(p.loss)).unwrap();
     assert_eq!(report.epoch_loss.len(), 6);
-    assert!(report.epoch_loss[5] < report.epoch_loss[0], "loss must fall: {:?}", report.epoch_loss);
+    assert!(
+        report.epoch_loss[5] < report.epoch_loss[0],
+        "loss must fall: {:?}",
+        report.epoch_loss
+    );
     assert!(classifier.accuracy(&train).unwrap() >= 0.99, "{report:?}");
-    let moved: f32 = adapter.pairs.values().map(|p| p.b.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap()).sum();
-    assert!(moved > 0.0, "LoRA B starts at zero and must have been trained");
+    let moved: f32 = adapter
+        .pairs
+        .values()
+        .map(|p| {
+            p.b.abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        })
+        .sum();
+    assert!(
+        moved > 0.0,
+        "LoRA B starts at zero and must have been trained"
+    );
     assert_eq!(adapter.config.target_modules, vec!["query", "value"]);
 
     let tmp = tempfile::tempdir().unwrap();
     adapter.save(tmp.path()).unwrap();
     classifier.save_head(tmp.path()).unwrap();
     let reloaded = TextClassifier::load(&base, tmp.path()).unwrap();
-    let texts = ["They approved the budget yesterday", "They are switching to another vendor"];
+    let texts = [
+        "They approved the budget yesterday",
+        "They are switching to another vendor",
+    ];
     let a = classifier.predict(&texts).unwrap();
     let b = reloaded.predict(&texts).unwrap();
     for (x, y) in a.iter().flatten().zip(b.iter().flatten()) {

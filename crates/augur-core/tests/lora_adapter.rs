@@ -44,13 +44,16 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn peft_adapter_gives_the_embeddings_peft_gave() {
-    let adapter = LoraAdapter::load(&reference_dir().join("peft_minilm_lora"), &Device::Cpu).unwrap();
+    let adapter =
+        LoraAdapter::load(&reference_dir().join("peft_minilm_lora"), &Device::Cpu).unwrap();
     assert_eq!(adapter.config.r, 4);
     assert_eq!(adapter.pairs.len(), 12, "query and value of 6 layers");
     let base = minilm_raw();
     let adapted = base.with_adapter(&adapter).unwrap();
-    let expected: Expected =
-        serde_json::from_str(&std::fs::read_to_string(reference_dir().join("peft_minilm_expected.json")).unwrap()).unwrap();
+    let expected: Expected = serde_json::from_str(
+        &std::fs::read_to_string(reference_dir().join("peft_minilm_expected.json")).unwrap(),
+    )
+    .unwrap();
     let texts: Vec<&str> = expected.items.iter().map(|i| i.text.as_str()).collect();
     let ours = adapted.embed(&texts, InputKind::Passage).unwrap();
     let plain = base.embed(&texts, InputKind::Passage).unwrap();
@@ -58,23 +61,42 @@ fn peft_adapter_gives_the_embeddings_peft_gave() {
     for ((item, v), p) in expected.items.iter().zip(&ours).zip(&plain) {
         let c = cosine(v, &item.embedding);
         assert!(c >= 0.9999, "cosine {c:.6} to PEFT for {:?}", item.text);
-        let max_diff = v.iter().zip(&item.embedding).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(max_diff < 1e-3, "max abs difference {max_diff} for {:?}", item.text);
+        let max_diff = v
+            .iter()
+            .zip(&item.embedding)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            max_diff < 1e-3,
+            "max abs difference {max_diff} for {:?}",
+            item.text
+        );
         moved += usize::from(cosine(p, v) < 0.999);
     }
-    assert!(moved > expected.items.len() / 2, "the adapter must change the embeddings; the base model is kept intact");
+    assert!(
+        moved > expected.items.len() / 2,
+        "the adapter must change the embeddings; the base model is kept intact"
+    );
 }
 
 #[test]
 fn saved_adapter_round_trips() {
     let tmp = tempfile::tempdir().unwrap();
-    let adapter = LoraAdapter::load(&reference_dir().join("peft_minilm_lora"), &Device::Cpu).unwrap();
+    let adapter =
+        LoraAdapter::load(&reference_dir().join("peft_minilm_lora"), &Device::Cpu).unwrap();
     adapter.save(tmp.path()).unwrap();
     let again = LoraAdapter::load(tmp.path(), &Device::Cpu).unwrap();
     assert_eq!(again.config, adapter.config);
     for (module, pair) in &adapter.pairs {
         let other = &again.pairs[module];
-        let diff: f32 = (&pair.a - &other.a).unwrap().abs().unwrap().sum_all().unwrap().to_scalar().unwrap();
+        let diff: f32 = (&pair.a - &other.a)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert_eq!(diff, 0.0, "{module}");
     }
     let saved = std::fs::read_to_string(tmp.path().join("adapter_config.json")).unwrap();
@@ -90,28 +112,72 @@ fn mismatched_adapters_are_refused_with_the_reason() {
     let other_base = tmp.path().join("other_base");
     copy_dir(&source, &other_base);
     let config = std::fs::read_to_string(other_base.join("adapter_config.json")).unwrap();
-    std::fs::write(other_base.join("adapter_config.json"), config.replace("sentence-transformers/all-MiniLM-L6-v2", "intfloat/multilingual-e5-small")).unwrap();
+    std::fs::write(
+        other_base.join("adapter_config.json"),
+        config.replace(
+            "sentence-transformers/all-MiniLM-L6-v2",
+            "intfloat/multilingual-e5-small",
+        ),
+    )
+    .unwrap();
     let adapter = LoraAdapter::load(&other_base, &Device::Cpu).unwrap();
-    let err = minilm_raw().with_adapter(&adapter).err().unwrap().to_string();
-    assert!(err.contains("trained on `intfloat/multilingual-e5-small`"), "{err}");
+    let err = minilm_raw()
+        .with_adapter(&adapter)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("trained on `intfloat/multilingual-e5-small`"),
+        "{err}"
+    );
 
     // Wrong rank in the config.
     let wrong_rank = tmp.path().join("wrong_rank");
     copy_dir(&source, &wrong_rank);
     let config = std::fs::read_to_string(wrong_rank.join("adapter_config.json")).unwrap();
-    std::fs::write(wrong_rank.join("adapter_config.json"), config.replace("\"r\": 4", "\"r\": 8")).unwrap();
+    std::fs::write(
+        wrong_rank.join("adapter_config.json"),
+        config.replace("\"r\": 4", "\"r\": 8"),
+    )
+    .unwrap();
     let err = LoraAdapter::load(&wrong_rank, &Device::Cpu).unwrap_err();
-    assert!(matches!(err, AugurError::Adapter { .. }) && err.to_string().contains("r = 8"), "{err}");
+    assert!(
+        matches!(err, AugurError::Adapter { .. }) && err.to_string().contains("r = 8"),
+        "{err}"
+    );
 
     // A target the model does not have: MiniLM has 6 layers, the adapter claims layer 9.
     let mut adapter = LoraAdapter::load(&source, &Device::Cpu).unwrap();
-    let pair = adapter.pairs.remove("encoder.layer.5.attention.self.query").unwrap();
-    adapter.pairs.insert("encoder.layer.9.attention.self.query".into(), pair);
-    let err = minilm_raw().with_adapter(&adapter).err().unwrap().to_string();
-    assert!(err.contains("encoder.layer.9.attention.self.query") && err.contains("6-layer"), "{err}");
+    let pair = adapter
+        .pairs
+        .remove("encoder.layer.5.attention.self.query")
+        .unwrap();
+    adapter
+        .pairs
+        .insert("encoder.layer.9.attention.self.query".into(), pair);
+    let err = minilm_raw()
+        .with_adapter(&adapter)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("encoder.layer.9.attention.self.query") && err.contains("6-layer"),
+        "{err}"
+    );
 
     // The e5 model has the same widths but a different base: refused by name.
-    let e5 = Embedder::builder(real_model_dir("multilingual-e5-small").display().to_string()).with_locator(ModelLocator::empty()).build().unwrap();
-    let err = e5.with_adapter(&LoraAdapter::load(&source, &Device::Cpu).unwrap()).err().unwrap().to_string();
+    let e5 = Embedder::builder(
+        real_model_dir("multilingual-e5-small")
+            .display()
+            .to_string(),
+    )
+    .with_locator(ModelLocator::empty())
+    .build()
+    .unwrap();
+    let err = e5
+        .with_adapter(&LoraAdapter::load(&source, &Device::Cpu).unwrap())
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("all-MiniLM-L6-v2"), "{err}");
 }

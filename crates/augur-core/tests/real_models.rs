@@ -22,7 +22,8 @@ struct ReferenceItem {
 }
 
 fn reference() -> Reference {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference/minilm_sentence_transformers.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/reference/minilm_sentence_transformers.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -58,25 +59,50 @@ fn hidden_with_padding(embedder: &Embedder, ids: &[u32], pad_to: usize) -> Vec<V
     let ids_t = Tensor::from_vec(row, (1, pad_to), &Device::Cpu).unwrap();
     let mask_t = Tensor::from_vec(mask, (1, pad_to), &Device::Cpu).unwrap();
     let hidden = embedder.encoder().forward(&ids_t, &mask_t).unwrap();
-    hidden.squeeze(0).unwrap().narrow(0, 0, ids.len()).unwrap().to_vec2().unwrap()
+    hidden
+        .squeeze(0)
+        .unwrap()
+        .narrow(0, 0, ids.len())
+        .unwrap()
+        .to_vec2()
+        .unwrap()
 }
 
 #[test]
 fn padding_changes_no_hidden_state_and_no_embedding() {
     let model = e5();
     let text = "客户确认产线升级预算已批复，当前PLC型号为西门子S7-1500";
-    let ids = model.windows(&[text], InputKind::Passage).unwrap().remove(0).remove(0).ids;
+    let ids = model
+        .windows(&[text], InputKind::Passage)
+        .unwrap()
+        .remove(0)
+        .remove(0)
+        .ids;
     let plain = hidden_with_padding(model, &ids, ids.len());
     let padded = hidden_with_padding(model, &ids, ids.len() + 37);
-    let max_diff = plain.iter().flatten().zip(padded.iter().flatten()).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-    assert!(max_diff < 1e-4, "padding moved a hidden state by {max_diff}");
+    let max_diff = plain
+        .iter()
+        .flatten()
+        .zip(padded.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        max_diff < 1e-4,
+        "padding moved a hidden state by {max_diff}"
+    );
 
     // Through the public API: alone (no padding) vs batched with a much longer text.
     let long = "We're also talking to Rockwell about the MES piece, and the compliance audit next quarter means they need SOC 2 documentation before the end of the month.";
     let alone = model.embed(&[text], InputKind::Passage).unwrap().remove(0);
-    let batched = model.embed(&[long, text], InputKind::Passage).unwrap().remove(1);
+    let batched = model
+        .embed(&[long, text], InputKind::Passage)
+        .unwrap()
+        .remove(1);
     let c = cosine(&alone, &batched);
-    assert!(c > 0.99999, "batching with padding changed the embedding (cosine {c})");
+    assert!(
+        c > 0.99999,
+        "batching with padding changed the embedding (cosine {c})"
+    );
 }
 
 #[test]
@@ -90,16 +116,23 @@ fn batched_output_order_equals_input_order() {
         "下月初安排技术交流",
         "Ticket #4471 is past its 24h SLA and nobody has replied, the customer is furious.",
     ];
-    let embedder = Embedder::builder(real_model_dir("multilingual-e5-small").display().to_string())
-        .with_locator(ModelLocator::empty())
-        .with_batch_size(3)
-        .build()
-        .unwrap();
+    let embedder = Embedder::builder(
+        real_model_dir("multilingual-e5-small")
+            .display()
+            .to_string(),
+    )
+    .with_locator(ModelLocator::empty())
+    .with_batch_size(3)
+    .build()
+    .unwrap();
     let batched = embedder.embed(&texts, InputKind::Passage).unwrap();
     for (text, b) in texts.iter().zip(&batched) {
         let single = e5().embed_one(text, InputKind::Passage).unwrap();
         let c = cosine(&single, b);
-        assert!(c > 0.99999, "{text:?}: batched vector is not the text's own (cosine {c})");
+        assert!(
+            c > 0.99999,
+            "{text:?}: batched vector is not the text's own (cosine {c})"
+        );
     }
 }
 
@@ -110,20 +143,41 @@ fn long_notes_are_chunked_so_their_ending_counts() {
     let ending_b = "最后张总说公司决定明年不续约了，转用竞品。";
     let (a, b) = (format!("{head}{ending_a}"), format!("{head}{ending_b}"));
     assert!(a.chars().count() > 1500);
-    let windows = e5().windows(&[a.as_str()], InputKind::Passage).unwrap().remove(0);
-    assert!(windows.len() >= 2, "a {}-char note should need several windows", a.chars().count());
+    let windows = e5()
+        .windows(&[a.as_str()], InputKind::Passage)
+        .unwrap()
+        .remove(0);
+    assert!(
+        windows.len() >= 2,
+        "a {}-char note should need several windows",
+        a.chars().count()
+    );
     assert!(windows.iter().all(|w| w.ids.len() <= e5().max_tokens()));
 
-    let chunked = e5().embed(&[a.as_str(), b.as_str()], InputKind::Passage).unwrap();
-    assert!(cosine(&chunked[0], &chunked[1]) < 0.9999, "chunking must let the note's ending change its vector");
-
-    let truncating = Embedder::builder(real_model_dir("multilingual-e5-small").display().to_string())
-        .with_locator(ModelLocator::empty())
-        .with_long_text(LongTextPolicy::Truncate)
-        .build()
+    let chunked = e5()
+        .embed(&[a.as_str(), b.as_str()], InputKind::Passage)
         .unwrap();
-    let cut = truncating.embed(&[a.as_str(), b.as_str()], InputKind::Passage).unwrap();
-    assert!(cosine(&cut[0], &cut[1]) > 0.99999, "truncation ignores everything past the first window");
+    assert!(
+        cosine(&chunked[0], &chunked[1]) < 0.9999,
+        "chunking must let the note's ending change its vector"
+    );
+
+    let truncating = Embedder::builder(
+        real_model_dir("multilingual-e5-small")
+            .display()
+            .to_string(),
+    )
+    .with_locator(ModelLocator::empty())
+    .with_long_text(LongTextPolicy::Truncate)
+    .build()
+    .unwrap();
+    let cut = truncating
+        .embed(&[a.as_str(), b.as_str()], InputKind::Passage)
+        .unwrap();
+    assert!(
+        cosine(&cut[0], &cut[1]) > 0.99999,
+        "truncation ignores everything past the first window"
+    );
 }
 
 #[test]
@@ -131,11 +185,21 @@ fn e5_prefixes_come_from_the_model_card_and_matter() {
     let model = e5();
     assert_eq!(model.card().prefix(InputKind::Query), "query: ");
     assert_eq!(model.card().prefix(InputKind::Passage), "passage: ");
-    let q = model.embed_one("budget approved", InputKind::Query).unwrap();
-    let p = model.embed_one("budget approved", InputKind::Passage).unwrap();
-    assert!(cosine(&q, &p) < 0.9999, "query and passage prefixes must give different vectors");
+    let q = model
+        .embed_one("budget approved", InputKind::Query)
+        .unwrap();
+    let p = model
+        .embed_one("budget approved", InputKind::Passage)
+        .unwrap();
+    assert!(
+        cosine(&q, &p) < 0.9999,
+        "query and passage prefixes must give different vectors"
+    );
     let norm: f32 = q.iter().map(|x| x * x).sum::<f32>().sqrt();
-    assert!((norm - 1.0).abs() < 1e-5, "vectors are L2-normalised, norm {norm}");
+    assert!(
+        (norm - 1.0).abs() < 1e-5,
+        "vectors are L2-normalised, norm {norm}"
+    );
 }
 
 #[test]
@@ -157,5 +221,8 @@ fn e5_places_chinese_and_english_paraphrases_together() {
     assert!(cosine(&v[0], &v[1]) > cosine(&v[0], &v[2]) + 0.05);
     // Across languages: the translation beats the unrelated English sentence.
     let (same, other) = (cosine(&v[0], &v[3]), cosine(&v[0], &v[4]));
-    assert!(same > other + 0.03, "zh/en paraphrase {same:.3} should beat an unrelated English sentence {other:.3}");
+    assert!(
+        same > other + 0.03,
+        "zh/en paraphrase {same:.3} should beat an unrelated English sentence {other:.3}"
+    );
 }

@@ -62,7 +62,11 @@ pub struct AccountTimeline {
 }
 
 fn mean(v: &[f64]) -> f64 {
-    if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 }
+    if v.is_empty() {
+        0.0
+    } else {
+        v.iter().sum::<f64>() / v.len() as f64
+    }
 }
 
 /// Least-squares slope of `(x, y)` points (0 with fewer than two distinct x).
@@ -87,15 +91,31 @@ fn sentiment_evidence(i: &Interaction) -> Evidence {
 }
 
 /// Computes every feature of `account` as of `as_of` (notes after it are ignored).
-pub fn account_features(account: &AccountTimeline, pack: &SignalPack, as_of: NaiveDate) -> Vec<Feature> {
-    let mut timeline: Vec<&Interaction> = account.interactions.iter().filter(|i| i.date <= as_of).collect();
+pub fn account_features(
+    account: &AccountTimeline,
+    pack: &SignalPack,
+    as_of: NaiveDate,
+) -> Vec<Feature> {
+    let mut timeline: Vec<&Interaction> = account
+        .interactions
+        .iter()
+        .filter(|i| i.date <= as_of)
+        .collect();
     timeline.sort_by_key(|i| i.date);
     let age = |d: NaiveDate| (as_of - d).num_days() as f64;
     let mut out = Vec::new();
 
     for signal in &pack.signals {
-        let hits: Vec<(&Interaction, &augur_signals::Hit)> =
-            timeline.iter().flat_map(|i| i.signals.hits.iter().filter(|h| h.signal == signal.id).map(move |h| (*i, h))).collect();
+        let hits: Vec<(&Interaction, &augur_signals::Hit)> = timeline
+            .iter()
+            .flat_map(|i| {
+                i.signals
+                    .hits
+                    .iter()
+                    .filter(|h| h.signal == signal.id)
+                    .map(move |h| (*i, h))
+            })
+            .collect();
         let evidence_within = |days: f64| -> Vec<Evidence> {
             hits.iter()
                 .filter(|(i, _)| age(i.date) <= days)
@@ -118,7 +138,10 @@ pub fn account_features(account: &AccountTimeline, pack: &SignalPack, as_of: Nai
                 evidence,
             });
         }
-        let recency: f64 = hits.iter().map(|(i, _)| (-age(i.date) / RECENCY_DAYS).exp()).sum();
+        let recency: f64 = hits
+            .iter()
+            .map(|(i, _)| (-age(i.date) / RECENCY_DAYS).exp())
+            .sum();
         out.push(Feature {
             id: format!("signal.{}.recency", signal.id),
             name_en: format!("{} (recency-weighted)", signal.name_en),
@@ -128,11 +151,23 @@ pub fn account_features(account: &AccountTimeline, pack: &SignalPack, as_of: Nai
         });
     }
 
-    let sentiments: Vec<(&Interaction, f64)> = timeline.iter().map(|i| (*i, f64::from(i.signals.sentiment))).collect();
+    let sentiments: Vec<(&Interaction, f64)> = timeline
+        .iter()
+        .map(|i| (*i, f64::from(i.signals.sentiment)))
+        .collect();
     let n = sentiments.len();
-    let last3: Vec<f64> = sentiments[n.saturating_sub(3)..].iter().map(|s| s.1).collect();
-    let prev3: Vec<f64> = sentiments[n.saturating_sub(6)..n.saturating_sub(3)].iter().map(|s| s.1).collect();
-    let last3_evidence: Vec<Evidence> = sentiments[n.saturating_sub(3)..].iter().map(|s| sentiment_evidence(s.0)).collect();
+    let last3: Vec<f64> = sentiments[n.saturating_sub(3)..]
+        .iter()
+        .map(|s| s.1)
+        .collect();
+    let prev3: Vec<f64> = sentiments[n.saturating_sub(6)..n.saturating_sub(3)]
+        .iter()
+        .map(|s| s.1)
+        .collect();
+    let last3_evidence: Vec<Evidence> = sentiments[n.saturating_sub(3)..]
+        .iter()
+        .map(|s| sentiment_evidence(s.0))
+        .collect();
     out.push(Feature {
         id: "sentiment.last3_mean".into(),
         name_en: "Sentiment, mean of the last 3 interactions".into(),
@@ -144,16 +179,31 @@ pub fn account_features(account: &AccountTimeline, pack: &SignalPack, as_of: Nai
         id: "sentiment.change_last3".into(),
         name_en: "Sentiment change: last 3 vs the 3 before".into(),
         name_zh: "情绪变化：最近3次对比之前3次".into(),
-        value: if prev3.is_empty() { 0.0 } else { mean(&last3) - mean(&prev3) },
-        evidence: sentiments[n.saturating_sub(6)..].iter().map(|s| sentiment_evidence(s.0)).collect(),
+        value: if prev3.is_empty() {
+            0.0
+        } else {
+            mean(&last3) - mean(&prev3)
+        },
+        evidence: sentiments[n.saturating_sub(6)..]
+            .iter()
+            .map(|s| sentiment_evidence(s.0))
+            .collect(),
     });
-    let recent: Vec<(f64, f64)> = sentiments.iter().filter(|s| age(s.0.date) <= 90.0).map(|s| (-age(s.0.date) / 30.0, s.1)).collect();
+    let recent: Vec<(f64, f64)> = sentiments
+        .iter()
+        .filter(|s| age(s.0.date) <= 90.0)
+        .map(|s| (-age(s.0.date) / 30.0, s.1))
+        .collect();
     out.push(Feature {
         id: "sentiment.slope_90d".into(),
         name_en: "Sentiment trend over 90 days (per 30 days)".into(),
         name_zh: "90天情绪趋势（每30天）".into(),
         value: slope(&recent),
-        evidence: sentiments.iter().filter(|s| age(s.0.date) <= 90.0).map(|s| sentiment_evidence(s.0)).collect(),
+        evidence: sentiments
+            .iter()
+            .filter(|s| age(s.0.date) <= 90.0)
+            .map(|s| sentiment_evidence(s.0))
+            .collect(),
     });
 
     let last_contact = timeline.last().map(|i| age(i.date));
@@ -162,10 +212,17 @@ pub fn account_features(account: &AccountTimeline, pack: &SignalPack, as_of: Nai
         name_en: "Days since last contact".into(),
         name_zh: "距上次联系天数".into(),
         value: last_contact.unwrap_or(365.0),
-        evidence: timeline.last().map(|i| sentiment_evidence(i)).into_iter().collect(),
+        evidence: timeline
+            .last()
+            .map(|i| sentiment_evidence(i))
+            .into_iter()
+            .collect(),
     });
     let in_30 = timeline.iter().filter(|i| age(i.date) <= 30.0).count() as f64;
-    let prev_30 = timeline.iter().filter(|i| age(i.date) > 30.0 && age(i.date) <= 60.0).count() as f64;
+    let prev_30 = timeline
+        .iter()
+        .filter(|i| age(i.date) > 30.0 && age(i.date) <= 60.0)
+        .count() as f64;
     out.push(Feature {
         id: "engagement.interactions_30d".into(),
         name_en: "Interactions in the last 30 days".into(),

@@ -24,7 +24,12 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        Self { l2: 0.01, folds: 5, seed: 7, steps: 800 }
+        Self {
+            l2: 0.01,
+            folds: 5,
+            seed: 7,
+            steps: 800,
+        }
     }
 }
 
@@ -83,7 +88,12 @@ pub fn auc(scores: &[f64], labels: &[bool]) -> f64 {
     if pos == 0.0 || neg == 0.0 {
         return 0.5;
     }
-    let rank_sum: f64 = ranks.iter().zip(labels).filter(|(_, l)| **l).map(|(r, _)| r).sum();
+    let rank_sum: f64 = ranks
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| **l)
+        .map(|(r, _)| r)
+        .sum();
     (rank_sum - pos * (pos + 1.0) / 2.0) / (pos * neg)
 }
 
@@ -95,11 +105,21 @@ struct Standardized {
 
 impl Standardized {
     fn new(rows: &[Vec<Feature>]) -> Self {
-        let ids: Vec<String> = rows.iter().flatten().map(|f| f.id.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let ids: Vec<String> = rows
+            .iter()
+            .flatten()
+            .map(|f| f.id.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let matrix: Vec<Vec<f64>> = rows.iter().map(|r| Self::dense(&ids, r)).collect();
         let n = matrix.len().max(1) as f64;
-        let mean: Vec<f64> = (0..ids.len()).map(|j| matrix.iter().map(|r| r[j]).sum::<f64>() / n).collect();
-        let std: Vec<f64> = (0..ids.len()).map(|j| (matrix.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n).sqrt()).collect();
+        let mean: Vec<f64> = (0..ids.len())
+            .map(|j| matrix.iter().map(|r| r[j]).sum::<f64>() / n)
+            .collect();
+        let std: Vec<f64> = (0..ids.len())
+            .map(|j| (matrix.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n).sqrt())
+            .collect();
         // Keep only features that vary.
         let keep: Vec<usize> = (0..ids.len()).filter(|&j| std[j] > 1e-12).collect();
         Self {
@@ -110,11 +130,17 @@ impl Standardized {
     }
 
     fn dense(ids: &[String], row: &[Feature]) -> Vec<f64> {
-        ids.iter().map(|id| row.iter().find(|f| &f.id == id).map_or(0.0, |f| f.value)).collect()
+        ids.iter()
+            .map(|id| row.iter().find(|f| &f.id == id).map_or(0.0, |f| f.value))
+            .collect()
     }
 
     fn row(&self, row: &[Feature]) -> Vec<f64> {
-        Self::dense(&self.ids, row).iter().zip(self.mean.iter().zip(&self.std)).map(|(x, (m, s))| (x - m) / s).collect()
+        Self::dense(&self.ids, row)
+            .iter()
+            .zip(self.mean.iter().zip(&self.std))
+            .map(|(x, (m, s))| (x - m) / s)
+            .collect()
     }
 }
 
@@ -130,7 +156,9 @@ fn logistic(x: &[Vec<f64>], y: &[f64], l2: f64, steps: usize) -> (Vec<f64>, f64)
         for (row, &t) in x.iter().zip(y) {
             let z = b + row.iter().zip(&w).map(|(a, c)| a * c).sum::<f64>();
             let err = 1.0 / (1.0 + (-z).exp()) - t;
-            row.iter().enumerate().for_each(|(j, a)| g[j] += err * a / n);
+            row.iter()
+                .enumerate()
+                .for_each(|(j, a)| g[j] += err * a / n);
             g[d] += err / n;
         }
         for j in 0..d {
@@ -139,8 +167,13 @@ fn logistic(x: &[Vec<f64>], y: &[f64], l2: f64, steps: usize) -> (Vec<f64>, f64)
         for j in 0..=d {
             m[j] = b1 * m[j] + (1.0 - b1) * g[j];
             v[j] = b2 * v[j] + (1.0 - b2) * g[j] * g[j];
-            let update = lr * (m[j] / (1.0 - b1.powi(step as i32))) / ((v[j] / (1.0 - b2.powi(step as i32))).sqrt() + 1e-8);
-            if j < d { w[j] -= update } else { b -= update }
+            let update = lr * (m[j] / (1.0 - b1.powi(step as i32)))
+                / ((v[j] / (1.0 - b2.powi(step as i32))).sqrt() + 1e-8);
+            if j < d {
+                w[j] -= update
+            } else {
+                b -= update
+            }
         }
     }
     (w, b)
@@ -151,17 +184,30 @@ fn predict(w: &[f64], b: f64, row: &[f64]) -> f64 {
 }
 
 /// Fits a scorer named `name` on accounts' features and 0/1 `labels`, with cross-validation.
-pub fn fit_scorer(name: &str, rows: &[Vec<Feature>], labels: &[bool], options: FitOptions) -> Result<(Scorer, FitReport)> {
+pub fn fit_scorer(
+    name: &str,
+    rows: &[Vec<Feature>],
+    labels: &[bool],
+    options: FitOptions,
+) -> Result<(Scorer, FitReport)> {
     let positives = labels.iter().filter(|l| **l).count();
     if positives == 0 || positives == labels.len() {
-        return Err(ScoreError::Fit(format!("labels must contain both outcomes; found {positives} positive of {}", labels.len())));
+        return Err(ScoreError::Fit(format!(
+            "labels must contain both outcomes; found {positives} positive of {}",
+            labels.len()
+        )));
     }
     let folds = options.folds.clamp(2, labels.len());
     // Seeded fold assignment.
-    let mut state = options.seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+    let mut state = options
+        .seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1);
     let mut order: Vec<usize> = (0..labels.len()).collect();
     for i in (1..order.len()).rev() {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         order.swap(i, (state >> 33) as usize % (i + 1));
     }
     let mut fold_of = vec![0usize; labels.len()];
@@ -176,7 +222,10 @@ pub fn fit_scorer(name: &str, rows: &[Vec<Feature>], labels: &[bool], options: F
         let train_rows: Vec<Vec<Feature>> = train.iter().map(|&i| rows[i].clone()).collect();
         let std = Standardized::new(&train_rows);
         let x: Vec<Vec<f64>> = train.iter().map(|&i| std.row(&rows[i])).collect();
-        let y: Vec<f64> = train.iter().map(|&i| f64::from(u8::from(labels[i]))).collect();
+        let y: Vec<f64> = train
+            .iter()
+            .map(|&i| f64::from(u8::from(labels[i])))
+            .collect();
         let (w, b) = logistic(&x, &y, options.l2, options.steps);
         for &i in &test {
             out_of_fold[i] = predict(&w, b, &std.row(&rows[i]));
@@ -190,11 +239,15 @@ pub fn fit_scorer(name: &str, rows: &[Vec<Feature>], labels: &[bool], options: F
     let calibration = (0..10)
         .filter_map(|bin| {
             let from = bin as f64 / 10.0;
-            let members: Vec<usize> = (0..labels.len()).filter(|&i| out_of_fold[i] >= from && (out_of_fold[i] < from + 0.1 || bin == 9)).collect();
+            let members: Vec<usize> = (0..labels.len())
+                .filter(|&i| out_of_fold[i] >= from && (out_of_fold[i] < from + 0.1 || bin == 9))
+                .collect();
             (!members.is_empty()).then(|| CalibrationBin {
                 from,
-                predicted: members.iter().map(|&i| out_of_fold[i]).sum::<f64>() / members.len() as f64,
-                observed: members.iter().filter(|&&i| labels[i]).count() as f64 / members.len() as f64,
+                predicted: members.iter().map(|&i| out_of_fold[i]).sum::<f64>()
+                    / members.len() as f64,
+                observed: members.iter().filter(|&&i| labels[i]).count() as f64
+                    / members.len() as f64,
                 count: members.len(),
             })
         })
@@ -209,7 +262,11 @@ pub fn fit_scorer(name: &str, rows: &[Vec<Feature>], labels: &[bool], options: F
         accounts: labels.len(),
         positives,
         features: std.ids.len(),
-        cv_auc: if fold_aucs.is_empty() { 0.5 } else { fold_aucs.iter().sum::<f64>() / fold_aucs.len() as f64 },
+        cv_auc: if fold_aucs.is_empty() {
+            0.5
+        } else {
+            fold_aucs.iter().sum::<f64>() / fold_aucs.len() as f64
+        },
         folds,
         calibration,
     };
@@ -217,14 +274,21 @@ pub fn fit_scorer(name: &str, rows: &[Vec<Feature>], labels: &[bool], options: F
         .ids
         .iter()
         .zip(w.iter().zip(std.mean.iter().zip(&std.std)))
-        .map(|(id, (wj, (m, s)))| Term { feature: id.clone(), weight: wj / s, baseline: *m })
+        .map(|(id, (wj, (m, s)))| Term {
+            feature: id.clone(),
+            weight: wj / s,
+            baseline: *m,
+        })
         .collect();
     let scorer = Scorer {
         name: name.to_string(),
         bias: b,
         terms,
         bands: Bands::default(),
-        source: format!("fitted on {} accounts ({} positive), {}-fold CV AUC {:.3}", report.accounts, positives, folds, report.cv_auc),
+        source: format!(
+            "fitted on {} accounts ({} positive), {}-fold CV AUC {:.3}",
+            report.accounts, positives, folds, report.cv_auc
+        ),
     };
     Ok((scorer, report))
 }
@@ -242,15 +306,31 @@ mod tests {
 
     #[test]
     fn fit_recovers_a_planted_driver() {
-        let feature = |id: &str, value: f64| Feature { id: id.into(), name_en: id.into(), name_zh: id.into(), value, evidence: vec![] };
+        let feature = |id: &str, value: f64| Feature {
+            id: id.into(),
+            name_en: id.into(),
+            name_zh: id.into(),
+            value,
+            evidence: vec![],
+        };
         let rows: Vec<Vec<Feature>> = (0..200)
-            .map(|i| vec![feature("driver", (i % 10) as f64), feature("noise", ((i / 10) % 7) as f64)])
+            .map(|i| {
+                vec![
+                    feature("driver", (i % 10) as f64),
+                    feature("noise", ((i / 10) % 7) as f64),
+                ]
+            })
             .collect();
         let labels: Vec<bool> = (0..200).map(|i| (i % 10) >= 6).collect();
-        let (scorer, report) = fit_scorer("churn_risk", &rows, &labels, FitOptions::default()).unwrap();
+        let (scorer, report) =
+            fit_scorer("churn_risk", &rows, &labels, FitOptions::default()).unwrap();
         assert!(report.cv_auc > 0.95, "{report:?}");
         let driver = scorer.terms.iter().find(|t| t.feature == "driver").unwrap();
         let noise = scorer.terms.iter().find(|t| t.feature == "noise").unwrap();
-        assert!(driver.weight > 5.0 * noise.weight.abs(), "{:?}", scorer.terms);
+        assert!(
+            driver.weight > 5.0 * noise.weight.abs(),
+            "{:?}",
+            scorer.terms
+        );
     }
 }

@@ -70,23 +70,44 @@ impl LiveScorer {
 
     /// Uses the given scorers (e.g. fitted by `augur fit-scorer`).
     pub fn with_scorers(extractor: SignalExtractor, churn: Scorer, lead: Scorer) -> Self {
-        Self { extractor, churn, lead, accounts: Mutex::new(BTreeMap::new()) }
+        Self {
+            extractor,
+            churn,
+            lead,
+            accounts: Mutex::new(BTreeMap::new()),
+        }
     }
 
     /// Extracts signals from `message`, appends it to its account's timeline and rescores the
     /// account as of the message's date. The encoder runs outside the lock.
     pub fn score_message(&self, message: &Message) -> Result<MessageResult, SignalError> {
         let started = Instant::now();
-        let note = Note::new(message.id.clone(), message.text.clone()).with_account(message.account_id.clone()).with_date(message.date);
+        let note = Note::new(message.id.clone(), message.text.clone())
+            .with_account(message.account_id.clone())
+            .with_date(message.date);
         let found = self.extractor.extract(&note)?;
         let (features, count) = {
             let mut accounts = self.accounts.lock().expect("account state lock");
             let timeline = accounts
                 .entry(message.account_id.clone())
-                .or_insert_with(|| AccountTimeline { account_id: message.account_id.clone(), ..Default::default() });
-            timeline.interactions.push(Interaction { date: message.date, signals: found.clone() });
-            let latest = timeline.interactions.iter().map(|i| i.date).max().unwrap_or(message.date);
-            (account_features(timeline, self.extractor.pack(), latest), timeline.interactions.len())
+                .or_insert_with(|| AccountTimeline {
+                    account_id: message.account_id.clone(),
+                    ..Default::default()
+                });
+            timeline.interactions.push(Interaction {
+                date: message.date,
+                signals: found.clone(),
+            });
+            let latest = timeline
+                .interactions
+                .iter()
+                .map(|i| i.date)
+                .max()
+                .unwrap_or(message.date);
+            (
+                account_features(timeline, self.extractor.pack(), latest),
+                timeline.interactions.len(),
+            )
         };
         let churn = self.churn.score(&features);
         let lead = self.lead.score(&features);

@@ -142,19 +142,40 @@ pub enum Fact<'a> {
 impl Rules {
     /// Loads and checks a rules file; errors name the file, rule and field.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScoreError::Io { path: path.to_path_buf(), source })?;
-        let file_error = |message: String| ScoreError::File { path: path.to_path_buf(), message };
+        let text = std::fs::read_to_string(path).map_err(|source| ScoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let file_error = |message: String| ScoreError::File {
+            path: path.to_path_buf(),
+            message,
+        };
         let raw: RulesFile = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
         for r in &raw.rules {
             match (&r.when.signal, &r.when.score) {
                 (Some(_), None) | (None, Some(_)) => {}
-                _ => return Err(file_error(format!("rule `{}`: `when` needs exactly one of `signal` or `score`", r.id))),
+                _ => {
+                    return Err(file_error(format!(
+                        "rule `{}`: `when` needs exactly one of `signal` or `score`",
+                        r.id
+                    )))
+                }
             }
-            if r.when.score.is_some() && r.when.band.is_none() && r.when.above.is_none() && r.when.rises_by.is_none() {
-                return Err(file_error(format!("rule `{}`: a score rule needs `band`, `above` or `rises_by`", r.id)));
+            if r.when.score.is_some()
+                && r.when.band.is_none()
+                && r.when.above.is_none()
+                && r.when.rises_by.is_none()
+            {
+                return Err(file_error(format!(
+                    "rule `{}`: a score rule needs `band`, `above` or `rises_by`",
+                    r.id
+                )));
             }
         }
-        Ok(Self { rules: raw.rules, dedupe_days: raw.settings.map_or(default_dedupe(), |s| s.dedupe_days) })
+        Ok(Self {
+            rules: raw.rules,
+            dedupe_days: raw.settings.map_or(default_dedupe(), |s| s.dedupe_days),
+        })
     }
 
     /// Events for `facts`, merged with `earlier` events: an event is dropped when the same rule
@@ -162,11 +183,16 @@ impl Rules {
     pub fn events(&self, facts: &[Fact], earlier: &[Event]) -> Vec<Event> {
         let mut all: Vec<Event> = earlier.to_vec();
         let mut fresh = Vec::new();
-        let mut candidates: Vec<Event> = facts.iter().flat_map(|fact| self.rules.iter().filter_map(move |rule| fire(rule, fact))).collect();
+        let mut candidates: Vec<Event> = facts
+            .iter()
+            .flat_map(|fact| self.rules.iter().filter_map(move |rule| fire(rule, fact)))
+            .collect();
         candidates.sort_by_key(|e| e.at);
         for event in candidates {
             let duplicate = all.iter().any(|e| {
-                e.rule == event.rule && e.account_id == event.account_id && (e.at - event.at).num_days().abs() < self.dedupe_days
+                e.rule == event.rule
+                    && e.account_id == event.account_id
+                    && (e.at - event.at).num_days().abs() < self.dedupe_days
             });
             if !duplicate {
                 all.push(event.clone());
@@ -180,29 +206,63 @@ impl Rules {
 fn fire(rule: &Rule, fact: &Fact) -> Option<Event> {
     let w = &rule.when;
     let (account_id, evidence, at) = match fact {
-        Fact::Signal { account_id, hit, date } => {
+        Fact::Signal {
+            account_id,
+            hit,
+            date,
+        } => {
             if w.signal.as_deref() != Some(hit.signal.as_str()) {
                 return None;
             }
-            let attributes_ok = w.attribute.iter().all(|(k, v)| hit.attributes.get(k).is_some_and(|got| got.contains(v.as_str())));
+            let attributes_ok = w.attribute.iter().all(|(k, v)| {
+                hit.attributes
+                    .get(k)
+                    .is_some_and(|got| got.contains(v.as_str()))
+            });
             if !attributes_ok {
                 return None;
             }
-            (*account_id, format!("{} (note {}): {}", hit.signal, hit.note_id, hit.evidence), *date)
+            (
+                *account_id,
+                format!("{} (note {}): {}", hit.signal, hit.note_id, hit.evidence),
+                *date,
+            )
         }
-        Fact::Score { account_id, name, score, band, previous, as_of } => {
+        Fact::Score {
+            account_id,
+            name,
+            score,
+            band,
+            previous,
+            as_of,
+        } => {
             if w.score.as_deref() != Some(*name) {
                 return None;
             }
             let band_ok = w.band.as_deref().is_none_or(|b| b == *band);
             let above_ok = w.above.is_none_or(|a| *score >= a);
-            let rise_ok = w.rises_by.is_none_or(|r| previous.is_some_and(|p| score - p >= r));
+            let rise_ok = w
+                .rises_by
+                .is_none_or(|r| previous.is_some_and(|p| score - p >= r));
             if !(band_ok && above_ok && rise_ok) {
                 return None;
             }
-            let change = previous.map(|p| format!(" (was {p:.0})")).unwrap_or_default();
-            (*account_id, format!("{name} {score:.0}, band {band}{change}"), *as_of)
+            let change = previous
+                .map(|p| format!(" (was {p:.0})"))
+                .unwrap_or_default();
+            (
+                *account_id,
+                format!("{name} {score:.0}, band {band}{change}"),
+                *as_of,
+            )
         }
     };
-    Some(Event { rule: rule.id.clone(), action: rule.action.clone(), team: rule.team.clone(), account_id: account_id.to_string(), evidence, at })
+    Some(Event {
+        rule: rule.id.clone(),
+        action: rule.action.clone(),
+        team: rule.team.clone(),
+        account_id: account_id.to_string(),
+        evidence,
+        at,
+    })
 }

@@ -32,7 +32,10 @@ pub struct Bands {
 
 impl Default for Bands {
     fn default() -> Self {
-        Self { high: 70.0, medium: 40.0 }
+        Self {
+            high: 70.0,
+            medium: 40.0,
+        }
     }
 }
 
@@ -129,24 +132,44 @@ impl Scorer {
             .collect();
         let total_abs: f64 = factors.iter().map(|f| f.contribution.abs()).sum();
         for f in &mut factors {
-            f.share = if total_abs > 0.0 { f.contribution.abs() / total_abs } else { 0.0 };
+            f.share = if total_abs > 0.0 {
+                f.contribution.abs() / total_abs
+            } else {
+                0.0
+            };
         }
         factors.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
         let log_odds = self.bias + factors.iter().map(|f| f.contribution).sum::<f64>();
         let score = 100.0 / (1.0 + (-log_odds).exp());
-        Score { name: self.name.clone(), score, band: self.bands.of(score).to_string(), log_odds, bias: self.bias, factors }
+        Score {
+            name: self.name.clone(),
+            score,
+            band: self.bands.of(score).to_string(),
+            log_odds,
+            bias: self.bias,
+            factors,
+        }
     }
 
     /// Reads a scorer saved by [`Scorer::save`] (`augur fit-scorer`).
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ScoreError::Io { path: path.to_path_buf(), source })?;
-        serde_json::from_str(&text).map_err(|e| ScoreError::File { path: path.to_path_buf(), message: format!("not a scorer model: {e}") })
+        let text = std::fs::read_to_string(path).map_err(|source| ScoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_str(&text).map_err(|e| ScoreError::File {
+            path: path.to_path_buf(),
+            message: format!("not a scorer model: {e}"),
+        })
     }
 
     /// Writes the scorer as JSON.
     pub fn save(&self, path: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self).expect("scorer serialises");
-        std::fs::write(path, text).map_err(|source| ScoreError::Io { path: path.to_path_buf(), source })
+        std::fs::write(path, text).map_err(|source| ScoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 }
 
@@ -203,6 +226,16 @@ pub fn default_scorer(pack: &SignalPack, target: Target) -> Scorer {
             ("engagement.days_since_last", -0.02, 30.0),
         ],
     };
-    terms.extend(fixed.iter().map(|&(feature, weight, baseline)| Term { feature: feature.to_string(), weight, baseline }));
-    Scorer { name: target.name().to_string(), bias: -2.0, terms, bands: Bands::default(), source: "taxonomy defaults".into() }
+    terms.extend(fixed.iter().map(|&(feature, weight, baseline)| Term {
+        feature: feature.to_string(),
+        weight,
+        baseline,
+    }));
+    Scorer {
+        name: target.name().to_string(),
+        bias: -2.0,
+        terms,
+        bands: Bands::default(),
+        source: "taxonomy defaults".into(),
+    }
 }

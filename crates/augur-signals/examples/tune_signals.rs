@@ -14,7 +14,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
     if files.is_empty() {
-        files = vec![root.join("fixtures/signals/gold_zh.jsonl"), root.join("fixtures/signals/gold_en.jsonl")];
+        files = vec![
+            root.join("fixtures/signals/gold_zh.jsonl"),
+            root.join("fixtures/signals/gold_en.jsonl"),
+        ];
     }
     let mut train: Vec<GoldNote> = Vec::new();
     for f in &files {
@@ -24,18 +27,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         train.iter().step_by(2).cloned().collect(),
         train.iter().skip(1).step_by(2).cloned().collect(),
     ];
-    let model = root.join("models/multilingual-e5-small").display().to_string();
+    let model = root
+        .join("models/multilingual-e5-small")
+        .display()
+        .to_string();
     let thresholds = [0.5f32, 0.6, 0.7, 0.8, 0.9];
     for l2 in [0.03f32, 0.1, 0.3] {
         let mut pooled: Vec<Vec<(GoldNote, NoteSignals)>> = Vec::new();
         for held in 0..2 {
             let mut pack = SignalPack::builtin();
             pack.labelled_notes = folds[1 - held].clone();
-            let embedder = Embedder::builder(model.clone()).with_locator(ModelLocator::empty()).build()?;
+            let embedder = Embedder::builder(model.clone())
+                .with_locator(ModelLocator::empty())
+                .build()?;
             let extractor = SignalExtractor::builder(embedder)
                 .with_pack(pack)
                 .with_threshold(0.3)
-                .with_fit_settings(FitSettings { l2, ..FitSettings::default() })
+                .with_fit_settings(FitSettings {
+                    l2,
+                    ..FitSettings::default()
+                })
                 .build()?;
             let notes: Vec<_> = folds[held].iter().map(GoldNote::to_note).collect();
             let found = extractor.extract_batch(&notes)?;
@@ -47,12 +58,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .iter()
                     .flat_map(|pairs| pairs.iter().cloned())
                     .map(|(g, mut p)| {
-                        let best: std::collections::BTreeMap<usize, f32> = p.hits.iter().fold(Default::default(), |mut m, h| {
-                            let e = m.entry(h.char_start).or_insert(0.0f32);
-                            *e = e.max(h.probability);
-                            m
+                        let best: std::collections::BTreeMap<usize, f32> =
+                            p.hits.iter().fold(Default::default(), |mut m, h| {
+                                let e = m.entry(h.char_start).or_insert(0.0f32);
+                                *e = e.max(h.probability);
+                                m
+                            });
+                        p.hits.retain(|h| {
+                            h.probability >= t && h.probability >= best[&h.char_start] - margin
                         });
-                        p.hits.retain(|h| h.probability >= t && h.probability >= best[&h.char_start] - margin);
                         (g, p)
                     })
                     .unzip();

@@ -43,14 +43,22 @@ impl CacheKey {
         self.add_bytes(canonical.display().to_string().as_bytes());
         if let Ok(meta) = std::fs::metadata(path) {
             self.add_bytes(&meta.len().to_le_bytes());
-            let modified = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+            let modified = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
             self.add_bytes(&modified.map_or(0, |d| d.as_nanos()).to_le_bytes());
         }
     }
 
     /// The file name for this key.
     pub fn file_name(self) -> String {
-        let hex: String = self.0.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        let hex: String = self
+            .0
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         format!("heads-{}.bin", &hex[..32])
     }
 }
@@ -64,13 +72,20 @@ fn take_f32s(bytes: &mut &[u8]) -> Option<Vec<f32>> {
     let n = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?) as usize;
     let data = bytes.get(8..8 + 4 * n)?;
     *bytes = &bytes[8 + 4 * n..];
-    Some(data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect())
+    Some(
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
+            .collect(),
+    )
 }
 
 /// Reads cached heads; `None` when absent or unreadable (then they are fitted again).
 pub fn load(dir: &Path, file: &str) -> Option<LogisticHeads> {
     let mut bytes = Vec::new();
-    std::fs::File::open(dir.join(file)).ok()?.read_to_end(&mut bytes).ok()?;
+    std::fs::File::open(dir.join(file))
+        .ok()?
+        .read_to_end(&mut bytes)
+        .ok()?;
     let mut rest = bytes.as_slice();
     let heads = u64::from_le_bytes(rest.get(..8)?.try_into().ok()?) as usize;
     rest = &rest[8..];
@@ -90,7 +105,9 @@ pub fn store(dir: &Path, file: &str, heads: &LogisticHeads) {
         put_f32s(&mut out, values);
     }
     let tmp = dir.join(format!("{file}.{}.partial", std::process::id()));
-    let written = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&tmp, &out)).and_then(|_| std::fs::rename(&tmp, dir.join(file)));
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&tmp, &out))
+        .and_then(|_| std::fs::rename(&tmp, dir.join(file)));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

@@ -43,7 +43,11 @@ pub struct FitSettings {
 
 impl Default for FitSettings {
     fn default() -> Self {
-        Self { l2: 0.1, steps: 400, learning_rate: 0.05 }
+        Self {
+            l2: 0.1,
+            steps: 400,
+            learning_rate: 0.05,
+        }
     }
 }
 
@@ -56,11 +60,15 @@ impl LogisticHeads {
         let heads = data.labels.len();
         let mut mean = vec![0f32; dim];
         for row in &data.features {
-            mean.iter_mut().zip(row).for_each(|(m, x)| *m += x / n as f32);
+            mean.iter_mut()
+                .zip(row)
+                .for_each(|(m, x)| *m += x / n as f32);
         }
         let mut var = vec![0f32; dim];
         for row in &data.features {
-            var.iter_mut().zip(row.iter().zip(&mean)).for_each(|(v, (x, m))| *v += (x - m).powi(2) / n as f32);
+            var.iter_mut()
+                .zip(row.iter().zip(&mean))
+                .for_each(|(v, (x, m))| *v += (x - m).powi(2) / n as f32);
         }
         let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v.sqrt() + 1e-6)).collect();
         let (mut mean, mut inv_std) = (mean, inv_std);
@@ -73,15 +81,25 @@ impl LogisticHeads {
         let flat: Vec<f32> = data
             .features
             .iter()
-            .flat_map(|row| row.iter().zip(mean.iter().zip(&inv_std)).map(|(x, (m, s))| (x - m) * s).collect::<Vec<_>>())
+            .flat_map(|row| {
+                row.iter()
+                    .zip(mean.iter().zip(&inv_std))
+                    .map(|(x, (m, s))| (x - m) * s)
+                    .collect::<Vec<_>>()
+            })
             .collect();
         let x = Tensor::from_vec(flat, (n, dim), &dev).context("features")?;
-        let transpose = |rows: &Vec<Vec<f32>>| -> Vec<f32> { (0..n).flat_map(|i| rows.iter().map(move |r| r[i])).collect() };
+        let transpose = |rows: &Vec<Vec<f32>>| -> Vec<f32> {
+            (0..n)
+                .flat_map(|i| rows.iter().map(move |r| r[i]))
+                .collect()
+        };
         let y = Tensor::from_vec(transpose(&data.labels), (n, heads), &dev).context("labels")?;
         let mut sw_rows = data.weights.clone();
         for row in &mut sw_rows {
             let total: f32 = row.iter().sum();
-            row.iter_mut().for_each(|w| *w /= total.max(f32::MIN_POSITIVE));
+            row.iter_mut()
+                .for_each(|w| *w /= total.max(f32::MIN_POSITIVE));
         }
         let sw = Tensor::from_vec(transpose(&sw_rows), (n, heads), &dev).context("weights")?;
 
@@ -110,18 +128,44 @@ impl LogisticHeads {
             Ok((w.flatten_all()?.to_vec1()?, b.to_vec1()?))
         };
         let (weights, bias) = fit().context("fitting logistic heads")?;
-        Ok(Self { mean, inv_std, weights, bias, heads })
+        Ok(Self {
+            mean,
+            inv_std,
+            weights,
+            bias,
+            heads,
+        })
     }
 
     /// Rebuilds heads from [`LogisticHeads::parts`]; `None` when the sizes do not agree.
-    pub fn from_parts(mean: Vec<f32>, inv_std: Vec<f32>, weights: Vec<f32>, bias: Vec<f32>, heads: usize) -> Option<Self> {
-        let ok = mean.len() == inv_std.len() && weights.len() == mean.len() * heads && bias.len() == heads;
-        ok.then_some(Self { mean, inv_std, weights, bias, heads })
+    pub fn from_parts(
+        mean: Vec<f32>,
+        inv_std: Vec<f32>,
+        weights: Vec<f32>,
+        bias: Vec<f32>,
+        heads: usize,
+    ) -> Option<Self> {
+        let ok = mean.len() == inv_std.len()
+            && weights.len() == mean.len() * heads
+            && bias.len() == heads;
+        ok.then_some(Self {
+            mean,
+            inv_std,
+            weights,
+            bias,
+            heads,
+        })
     }
 
     /// `(mean, inv_std, weights [dim][heads], bias, heads)`, for storing.
     pub fn parts(&self) -> (&[f32], &[f32], &[f32], &[f32], usize) {
-        (&self.mean, &self.inv_std, &self.weights, &self.bias, self.heads)
+        (
+            &self.mean,
+            &self.inv_std,
+            &self.weights,
+            &self.bias,
+            self.heads,
+        )
     }
 
     /// Number of heads.
@@ -147,7 +191,10 @@ impl LogisticHeads {
 
     /// Probability of every head for one embedding.
     pub fn probabilities(&self, embedding: &[f32]) -> Vec<f32> {
-        self.logits(embedding).into_iter().map(|z| 1.0 / (1.0 + (-z).exp())).collect()
+        self.logits(embedding)
+            .into_iter()
+            .map(|z| 1.0 / (1.0 + (-z).exp()))
+            .collect()
     }
 }
 
@@ -158,13 +205,30 @@ mod tests {
     #[test]
     fn separable_heads_learn_their_direction() {
         // Head 0: positive when x0 > 0. Head 1: positive when x1 > 0, and ignores rows 0..2.
-        let features: Vec<Vec<f32>> = (0..40).map(|i| vec![((i % 4) as f32 - 1.5), ((i % 5) as f32 - 2.0), 0.3]).collect();
+        let features: Vec<Vec<f32>> = (0..40)
+            .map(|i| vec![((i % 4) as f32 - 1.5), ((i % 5) as f32 - 2.0), 0.3])
+            .collect();
         let labels = vec![
             features.iter().map(|r| f32::from(r[0] > 0.0)).collect(),
             features.iter().map(|r| f32::from(r[1] > 0.0)).collect(),
         ];
-        let weights = vec![vec![1.0; 40], (0..40).map(|i| if i < 2 { 0.0 } else { 1.0 }).collect()];
-        let heads = LogisticHeads::fit(&HeadTraining { features, standardize: 3, labels, weights }, FitSettings { l2: 1e-3, ..FitSettings::default() }).unwrap();
+        let weights = vec![
+            vec![1.0; 40],
+            (0..40).map(|i| if i < 2 { 0.0 } else { 1.0 }).collect(),
+        ];
+        let heads = LogisticHeads::fit(
+            &HeadTraining {
+                features,
+                standardize: 3,
+                labels,
+                weights,
+            },
+            FitSettings {
+                l2: 1e-3,
+                ..FitSettings::default()
+            },
+        )
+        .unwrap();
         let p = heads.probabilities(&[1.5, -2.0, 0.3]);
         assert!(p[0] > 0.9 && p[1] < 0.1, "{p:?}");
         let p = heads.probabilities(&[-1.5, 2.0, 0.3]);

@@ -58,13 +58,21 @@ impl GoldNote {
             .as_deref()
             .and_then(|t| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S").ok())
             .map(|t| t.date());
-        Note { id: self.id.clone(), account_id: self.account_id.clone(), date, text: self.text.clone() }
+        Note {
+            id: self.id.clone(),
+            account_id: self.account_id.clone(),
+            date,
+            text: self.text.clone(),
+        }
     }
 }
 
 /// Reads an annotated file, checking that every span matches its evidence.
 pub fn load_gold(path: &Path) -> Result<Vec<GoldNote>> {
-    let text = std::fs::read_to_string(path).map_err(|source| SignalError::Io { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| SignalError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     parse_gold(&text, path)
 }
 
@@ -72,17 +80,32 @@ pub fn load_gold(path: &Path) -> Result<Vec<GoldNote>> {
 pub fn parse_gold(text: &str, origin: &Path) -> Result<Vec<GoldNote>> {
     let path = origin;
     let mut notes = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let gold_error = |message: String| SignalError::Gold { path: path.to_path_buf(), line: i + 1, message };
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let gold_error = |message: String| SignalError::Gold {
+            path: path.to_path_buf(),
+            line: i + 1,
+            message,
+        };
         let note: GoldNote = serde_json::from_str(line).map_err(|e| gold_error(e.to_string()))?;
         for s in &note.signals {
-            let span: String = note.text.chars().skip(s.start).take(s.end.saturating_sub(s.start)).collect();
+            let span: String = note
+                .text
+                .chars()
+                .skip(s.start)
+                .take(s.end.saturating_sub(s.start))
+                .collect();
             if !s.evidence.is_empty() && span != s.evidence {
-                return Err(gold_error(format!("note {}: span {}..{} is {span:?}, evidence says {:?}", note.id, s.start, s.end, s.evidence)));
+                return Err(gold_error(format!(
+                    "note {}: span {}..{} is {span:?}, evidence says {:?}",
+                    note.id, s.start, s.end, s.evidence
+                )));
             }
         }
         notes.push(note);
     }
     Ok(notes)
 }
-

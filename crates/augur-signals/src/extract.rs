@@ -11,8 +11,8 @@ use serde::Serialize;
 use crate::cache::{self, CacheKey};
 use crate::classify::{FitSettings, HeadTraining, LogisticHeads};
 use crate::dates::DateResolver;
-use crate::lexical::LexicalHasher;
 use crate::error::Result;
+use crate::lexical::LexicalHasher;
 use crate::pack::{SignalKind, SignalPack, SpeakerScope};
 use crate::segment::{ClauseSegmenter, Segment, Segmenter, Speaker};
 
@@ -38,7 +38,11 @@ pub struct Note {
 impl Note {
     /// A note with just an id and text.
     pub fn new(id: impl Into<String>, text: impl Into<String>) -> Self {
-        Self { id: id.into(), text: text.into(), ..Self::default() }
+        Self {
+            id: id.into(),
+            text: text.into(),
+            ..Self::default()
+        }
     }
 
     /// Sets the account.
@@ -160,7 +164,11 @@ impl SignalExtractorBuilder {
         let (training, sentiment_heads) = training_data(&self.pack, self.segmenter.as_ref());
         let heads_count = self.pack.signals.len() + sentiment_heads;
         let key = self.cache_key(&training);
-        let cached = self.cache_dir.as_deref().and_then(|dir| cache::load(dir, &key)).filter(|h| h.len() == heads_count);
+        let cached = self
+            .cache_dir
+            .as_deref()
+            .and_then(|dir| cache::load(dir, &key))
+            .filter(|h| h.len() == heads_count);
         let heads = match cached {
             Some(heads) => heads,
             None => {
@@ -190,11 +198,27 @@ impl SignalExtractorBuilder {
         for file in [&files.weights, &files.config, &files.tokenizer] {
             key.add_file_identity(file);
         }
-        key.add_bytes(format!("{:?} {:?} {:?} {}", self.fit, self.lexical.map(|(h, w)| (h.dim(), w)), self.embedder.long_text(), self.embedder.max_tokens()).as_bytes());
+        key.add_bytes(
+            format!(
+                "{:?} {:?} {:?} {}",
+                self.fit,
+                self.lexical.map(|(h, w)| (h.dim(), w)),
+                self.embedder.long_text(),
+                self.embedder.max_tokens()
+            )
+            .as_bytes(),
+        );
         for (text, roles) in training {
             key.add_bytes(text.as_bytes());
             for (head, label, weight) in roles {
-                key.add_bytes(&[(*head as u32).to_le_bytes(), label.to_le_bytes(), weight.to_le_bytes()].concat());
+                key.add_bytes(
+                    &[
+                        (*head as u32).to_le_bytes(),
+                        label.to_le_bytes(),
+                        weight.to_le_bytes(),
+                    ]
+                    .concat(),
+                );
             }
         }
         key.file_name()
@@ -215,13 +239,27 @@ impl SignalExtractorBuilder {
             }
         }
         balance(&mut weights, &labels);
-        Ok(LogisticHeads::fit(&HeadTraining { features, standardize, labels, weights }, self.fit)?)
+        Ok(LogisticHeads::fit(
+            &HeadTraining {
+                features,
+                standardize,
+                labels,
+                weights,
+            },
+            self.fit,
+        )?)
     }
 }
 
 /// Appends the scaled lexical features of each text to its embedding.
-fn join_features(embeddings: Vec<Vec<f32>>, texts: &[&str], lexical: Option<(LexicalHasher, f32)>) -> Vec<Vec<f32>> {
-    let Some((hasher, weight)) = lexical else { return embeddings };
+fn join_features(
+    embeddings: Vec<Vec<f32>>,
+    texts: &[&str],
+    lexical: Option<(LexicalHasher, f32)>,
+) -> Vec<Vec<f32>> {
+    let Some((hasher, weight)) = lexical else {
+        return embeddings;
+    };
     embeddings
         .into_iter()
         .zip(texts)
@@ -248,11 +286,15 @@ fn training_data(pack: &SignalPack, segmenter: &dyn Segmenter) -> (Training, usi
     let mut rows: Training = Vec::new();
     for (s, signal) in pack.signals.iter().enumerate() {
         for text in &signal.examples {
-            let roles = (0..n).map(|h| if h == s { (h, 1.0, 1.0) } else { (h, 0.0, 1.0) }).collect();
+            let roles = (0..n)
+                .map(|h| if h == s { (h, 1.0, 1.0) } else { (h, 0.0, 1.0) })
+                .collect();
             rows.push((text.clone(), roles));
         }
         for text in &signal.negatives {
-            let roles = (0..n).map(|h| (h, 0.0, if h == s { HARD_NEGATIVE_WEIGHT } else { 1.0 })).collect();
+            let roles = (0..n)
+                .map(|h| (h, 0.0, if h == s { HARD_NEGATIVE_WEIGHT } else { 1.0 }))
+                .collect();
             rows.push((text.clone(), roles));
         }
     }
@@ -264,7 +306,9 @@ fn training_data(pack: &SignalPack, segmenter: &dyn Segmenter) -> (Training, usi
                 .enumerate()
                 .map(|(h, signal)| {
                     let labelled = note.signals.iter().any(|g| {
-                        g.signal == signal.id && g.start < segment.char_end && segment.char_start < g.end
+                        g.signal == signal.id
+                            && g.start < segment.char_end
+                            && segment.char_start < g.end
                     });
                     (h, f32::from(labelled), 1.0)
                 })
@@ -273,7 +317,11 @@ fn training_data(pack: &SignalPack, segmenter: &dyn Segmenter) -> (Training, usi
         }
     }
     let sentiment = &pack.sentiment;
-    for (texts, pos, neg) in [(&sentiment.positive, 1.0, 0.0), (&sentiment.negative, 0.0, 1.0), (&sentiment.neutral, 0.0, 0.0)] {
+    for (texts, pos, neg) in [
+        (&sentiment.positive, 1.0, 0.0),
+        (&sentiment.negative, 0.0, 1.0),
+        (&sentiment.neutral, 0.0, 0.0),
+    ] {
         for text in texts {
             let mut roles: Vec<(usize, f32, f32)> = (0..n).map(|h| (h, 0.0, 1.0)).collect();
             roles.push((pos_head, pos, 1.0));
@@ -287,10 +335,24 @@ fn training_data(pack: &SignalPack, segmenter: &dyn Segmenter) -> (Training, usi
 /// Rescales each head's weights so positives and negatives count equally.
 fn balance(weights: &mut [Vec<f32>], labels: &[Vec<f32>]) {
     for (w, y) in weights.iter_mut().zip(labels) {
-        let pos: f32 = w.iter().zip(y).filter(|(_, y)| **y > 0.5).map(|(w, _)| w).sum();
-        let neg: f32 = w.iter().zip(y).filter(|(_, y)| **y <= 0.5).map(|(w, _)| w).sum();
+        let pos: f32 = w
+            .iter()
+            .zip(y)
+            .filter(|(_, y)| **y > 0.5)
+            .map(|(w, _)| w)
+            .sum();
+        let neg: f32 = w
+            .iter()
+            .zip(y)
+            .filter(|(_, y)| **y <= 0.5)
+            .map(|(w, _)| w)
+            .sum();
         for (wi, yi) in w.iter_mut().zip(y) {
-            *wi /= if *yi > 0.5 { pos.max(f32::MIN_POSITIVE) } else { neg.max(f32::MIN_POSITIVE) };
+            *wi /= if *yi > 0.5 {
+                pos.max(f32::MIN_POSITIVE)
+            } else {
+                neg.max(f32::MIN_POSITIVE)
+            };
         }
     }
 }
@@ -340,9 +402,20 @@ impl SignalExtractor {
     /// Signals in many notes; all clauses are embedded together in length-sorted batches.
     /// `result[i]` belongs to `notes[i]`.
     pub fn extract_batch(&self, notes: &[Note]) -> Result<Vec<NoteSignals>> {
-        let segmented: Vec<Vec<Segment>> = notes.iter().map(|n| self.segmenter.segment(&n.text)).collect();
-        let clauses: Vec<&str> = segmented.iter().flatten().map(|s| s.text.as_str()).collect();
-        let vectors = join_features(self.embedder.embed(&clauses, InputKind::Query)?, &clauses, self.lexical);
+        let segmented: Vec<Vec<Segment>> = notes
+            .iter()
+            .map(|n| self.segmenter.segment(&n.text))
+            .collect();
+        let clauses: Vec<&str> = segmented
+            .iter()
+            .flatten()
+            .map(|s| s.text.as_str())
+            .collect();
+        let vectors = join_features(
+            self.embedder.embed(&clauses, InputKind::Query)?,
+            &clauses,
+            self.lexical,
+        );
         let mut vectors = vectors.into_iter();
         let n_signals = self.pack.signals.len();
         let mut out = Vec::with_capacity(notes.len());
@@ -351,8 +424,13 @@ impl SignalExtractor {
             let mut sentiment_sum = 0f32;
             let mut sentiment_count = 0usize;
             for segment in &segments {
-                let probabilities = self.heads.probabilities(&vectors.next().expect("one vector per clause"));
-                let best = probabilities[..n_signals].iter().copied().fold(0f32, f32::max);
+                let probabilities = self
+                    .heads
+                    .probabilities(&vectors.next().expect("one vector per clause"));
+                let best = probabilities[..n_signals]
+                    .iter()
+                    .copied()
+                    .fold(0f32, f32::max);
                 if segment.speaker != Speaker::Rep {
                     sentiment_sum += probabilities[n_signals] - probabilities[n_signals + 1];
                     sentiment_count += 1;
@@ -364,8 +442,11 @@ impl SignalExtractor {
                     if signal.speaker == SpeakerScope::Customer && segment.speaker == Speaker::Rep {
                         continue;
                     }
-                    let mut attributes: BTreeMap<String, String> =
-                        signal.attributes.iter().filter_map(|a| a.extract(&segment.text).map(|v| (a.name().to_string(), v))).collect();
+                    let mut attributes: BTreeMap<String, String> = signal
+                        .attributes
+                        .iter()
+                        .filter_map(|a| a.extract(&segment.text).map(|v| (a.name().to_string(), v)))
+                        .collect();
                     if let Some(anchor) = note.date {
                         if let Some(when) = self.dates.resolve(&segment.text, anchor) {
                             attributes.insert("when".into(), when.date.to_string());
@@ -391,7 +472,11 @@ impl SignalExtractor {
             out.push(NoteSignals {
                 note_id: note.id.clone(),
                 hits,
-                sentiment: if sentiment_count == 0 { 0.0 } else { sentiment_sum / sentiment_count as f32 },
+                sentiment: if sentiment_count == 0 {
+                    0.0
+                } else {
+                    sentiment_sum / sentiment_count as f32
+                },
                 segments: segments.len(),
             });
         }

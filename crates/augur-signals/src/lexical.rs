@@ -35,7 +35,9 @@ fn fnv1a(parts: &[&str]) -> u64 {
 impl LexicalHasher {
     /// A hasher with `buckets` dimensions.
     pub fn new(buckets: usize) -> Self {
-        Self { buckets: buckets.max(1) }
+        Self {
+            buckets: buckets.max(1),
+        }
     }
 
     /// Number of dimensions.
@@ -65,7 +67,9 @@ impl LexicalHasher {
         let flush = |run: &mut Vec<String>, add: &mut dyn FnMut(&[&str])| {
             for n in 1..=3 {
                 for w in run.windows(n) {
-                    let refs: Vec<&str> = std::iter::once("c").chain(w.iter().map(String::as_str)).collect();
+                    let refs: Vec<&str> = std::iter::once("c")
+                        .chain(w.iter().map(String::as_str))
+                        .collect();
                     add(&refs);
                 }
             }
@@ -112,6 +116,11 @@ mod tests {
         assert!(dot(&a, &b) > 0.3);
         assert!(dot(&a, &c) < 0.05);
         assert!((dot(&c, &c) - 1.0).abs() < 1e-5);
-        assert!(dot(&h.features("SLA breached on 3 tickets"), &h.features("sla breached on 12 tickets")) > 0.999);
+        assert!(
+            dot(
+                &h.features("SLA breached on 3 tickets"),
+                &h.features("sla breached on 12 tickets")
+            ) > 0.999
+        );
     }
 }

@@ -73,7 +73,9 @@ impl AttributeExtractor {
     /// The attribute's name.
     pub fn name(&self) -> &str {
         match self {
-            AttributeExtractor::Regex { name, .. } | AttributeExtractor::Gazetteer { name, .. } => name,
+            AttributeExtractor::Regex { name, .. } | AttributeExtractor::Gazetteer { name, .. } => {
+                name
+            }
         }
     }
 
@@ -82,13 +84,17 @@ impl AttributeExtractor {
         match self {
             AttributeExtractor::Regex { name, regex } => {
                 let caps = regex.captures(text)?;
-                caps.name(name).or_else(|| caps.get(0)).map(|m| m.as_str().trim().to_string())
+                caps.name(name)
+                    .or_else(|| caps.get(0))
+                    .map(|m| m.as_str().trim().to_string())
             }
             AttributeExtractor::Gazetteer { entries, .. } => {
                 let lower = text.to_lowercase();
                 entries
                     .iter()
-                    .filter_map(|entry| find_whole(&lower, &entry.to_lowercase()).map(|pos| (pos, entry)))
+                    .filter_map(|entry| {
+                        find_whole(&lower, &entry.to_lowercase()).map(|pos| (pos, entry))
+                    })
                     .min_by_key(|(pos, entry)| (*pos, std::cmp::Reverse(entry.len())))
                     .map(|(_, entry)| entry.clone())
             }
@@ -239,27 +245,39 @@ fn line_of(text: &str, span: Range<usize>) -> usize {
 impl SignalPack {
     /// The built-in B2B pack (17 signals, zh + en).
     pub fn builtin() -> Self {
-        let mut pack = Self::parse(BUILTIN_B2B, "built-in b2b.toml", |_| Ok(Vec::new())).expect("the built-in pack is valid (tested)");
+        let mut pack = Self::parse(BUILTIN_B2B, "built-in b2b.toml", |_| Ok(Vec::new()))
+            .expect("the built-in pack is valid (tested)");
         pack.labelled_notes =
-            parse_gold(BUILTIN_B2B_NOTES, Path::new("built-in b2b_labelled.jsonl")).expect("the built-in notes are valid (tested)");
+            parse_gold(BUILTIN_B2B_NOTES, Path::new("built-in b2b_labelled.jsonl"))
+                .expect("the built-in notes are valid (tested)");
         pack
     }
 
     /// Loads a pack file; its `labelled_notes` paths are relative to the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| SignalError::Io { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SignalError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::parse(&text, &path.display().to_string(), |file| crate::corpus::load_gold(&base.join(file)))
+        Self::parse(&text, &path.display().to_string(), |file| {
+            crate::corpus::load_gold(&base.join(file))
+        })
     }
 
     /// Parses pack text; `origin` names it in errors and `load_notes` reads a labelled-notes file.
-    pub fn parse(text: &str, origin: &str, load_notes: impl Fn(&str) -> Result<Vec<GoldNote>>) -> Result<Self> {
-        let pack_error = |span: Option<Range<usize>>, field: &str, message: String| SignalError::Pack {
-            origin: origin.to_string(),
-            line: span.map_or(1, |s| line_of(text, s)),
-            field: field.to_string(),
-            message,
-        };
+    pub fn parse(
+        text: &str,
+        origin: &str,
+        load_notes: impl Fn(&str) -> Result<Vec<GoldNote>>,
+    ) -> Result<Self> {
+        let pack_error =
+            |span: Option<Range<usize>>, field: &str, message: String| SignalError::Pack {
+                origin: origin.to_string(),
+                line: span.map_or(1, |s| line_of(text, s)),
+                field: field.to_string(),
+                message,
+            };
         let raw: RawPack = toml::from_str(text).map_err(|e| {
             let message = e.message().to_string();
             pack_error(e.span(), "toml", message)
@@ -268,18 +286,34 @@ impl SignalPack {
         for s in raw.signals {
             let id = s.id.get_ref().clone();
             let field = |name: &str| format!("signal[{id}].{name}");
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-                return Err(pack_error(Some(s.id.span()), &field("id"), format!("`{id}` must be snake_case ascii")));
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+            {
+                return Err(pack_error(
+                    Some(s.id.span()),
+                    &field("id"),
+                    format!("`{id}` must be snake_case ascii"),
+                ));
             }
             if signals.iter().any(|d| d.id == id) {
-                return Err(pack_error(Some(s.id.span()), &field("id"), format!("duplicate signal id `{id}`")));
+                return Err(pack_error(
+                    Some(s.id.span()),
+                    &field("id"),
+                    format!("duplicate signal id `{id}`"),
+                ));
             }
             let kind = match s.kind.get_ref().as_str() {
                 "buying" => SignalKind::Buying,
                 "risk" => SignalKind::Risk,
                 "info" => SignalKind::Info,
                 other => {
-                    return Err(pack_error(Some(s.kind.span()), &field("kind"), format!("expected buying, risk or info, found `{other}`")))
+                    return Err(pack_error(
+                        Some(s.kind.span()),
+                        &field("kind"),
+                        format!("expected buying, risk or info, found `{other}`"),
+                    ))
                 }
             };
             let speaker = match &s.speaker {
@@ -289,20 +323,31 @@ impl SignalPack {
                     "customer" => SpeakerScope::Customer,
                     "any" => SpeakerScope::Any,
                     other => {
-                        return Err(pack_error(Some(v.span()), &field("speaker"), format!("expected customer or any, found `{other}`")))
+                        return Err(pack_error(
+                            Some(v.span()),
+                            &field("speaker"),
+                            format!("expected customer or any, found `{other}`"),
+                        ))
                     }
                 },
             };
             if let Some(t) = &s.threshold {
                 if !(0.0..=1.0).contains(t.get_ref()) {
-                    return Err(pack_error(Some(t.span()), &field("threshold"), format!("expected 0..1, found {}", t.get_ref())));
+                    return Err(pack_error(
+                        Some(t.span()),
+                        &field("threshold"),
+                        format!("expected 0..1, found {}", t.get_ref()),
+                    ));
                 }
             }
             if s.examples.get_ref().len() < 2 {
                 return Err(pack_error(
                     Some(s.examples.span()),
                     &field("examples"),
-                    format!("need at least 2 positive examples, found {}", s.examples.get_ref().len()),
+                    format!(
+                        "need at least 2 positive examples, found {}",
+                        s.examples.get_ref().len()
+                    ),
                 ));
             }
             let mut attributes = Vec::new();
@@ -311,8 +356,13 @@ impl SignalPack {
                 let afield = field(&format!("attribute[{name}]"));
                 attributes.push(match (a.regex, a.gazetteer) {
                     (Some(re), None) => {
-                        let regex = Regex::new(re.get_ref())
-                            .map_err(|e| pack_error(Some(re.span()), &format!("{afield}.regex"), format!("invalid regex: {e}")))?;
+                        let regex = Regex::new(re.get_ref()).map_err(|e| {
+                            pack_error(
+                                Some(re.span()),
+                                &format!("{afield}.regex"),
+                                format!("invalid regex: {e}"),
+                            )
+                        })?;
                         AttributeExtractor::Regex { name, regex }
                     }
                     (None, Some(mut entries)) => {
@@ -343,12 +393,20 @@ impl SignalPack {
             });
         }
         if signals.is_empty() {
-            return Err(pack_error(None, "signal", "a pack needs at least one [[signal]]".to_string()));
+            return Err(pack_error(
+                None,
+                "signal",
+                "a pack needs at least one [[signal]]".to_string(),
+            ));
         }
         let mut labelled_notes = Vec::new();
         for file in &raw.pack.labelled_notes {
             labelled_notes.extend(load_notes(file.get_ref()).map_err(|e| match e {
-                SignalError::Io { source, .. } => pack_error(Some(file.span()), "pack.labelled_notes", format!("cannot read `{}`: {source}", file.get_ref())),
+                SignalError::Io { source, .. } => pack_error(
+                    Some(file.span()),
+                    "pack.labelled_notes",
+                    format!("cannot read `{}`: {source}", file.get_ref()),
+                ),
                 other => other,
             })?);
         }
@@ -394,33 +452,63 @@ mod tests {
         assert!(pack.signals.len() >= 16);
         let cjk = |s: &String| s.chars().any(|c| ('\u{4e00}'..='\u{9fff}').contains(&c));
         for s in &pack.signals {
-            assert!(s.examples.iter().filter(|e| cjk(e)).count() >= 5, "{}: zh examples", s.id);
-            assert!(s.examples.iter().filter(|e| !cjk(e)).count() >= 5, "{}: en examples", s.id);
+            assert!(
+                s.examples.iter().filter(|e| cjk(e)).count() >= 5,
+                "{}: zh examples",
+                s.id
+            );
+            assert!(
+                s.examples.iter().filter(|e| !cjk(e)).count() >= 5,
+                "{}: en examples",
+                s.id
+            );
             assert!(!s.negatives.is_empty(), "{}: hard negatives", s.id);
         }
         let installed = pack.signal("installed_base").unwrap();
-        let plc = installed.attributes.iter().find(|a| a.name() == "plc_model").unwrap();
-        assert_eq!(plc.extract("当前PLC型号为西门子S7-1500").as_deref(), Some("西门子S7-1500"));
+        let plc = installed
+            .attributes
+            .iter()
+            .find(|a| a.name() == "plc_model")
+            .unwrap();
+        assert_eq!(
+            plc.extract("当前PLC型号为西门子S7-1500").as_deref(),
+            Some("西门子S7-1500")
+        );
     }
 
     #[test]
     fn errors_name_file_line_and_field() {
         let text = "[pack]\nname = \"x\"\n\n[[signal]]\nid = \"a\"\nkind = \"buy\"\nname_zh = \"甲\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\n";
-        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new())).unwrap_err().to_string();
+        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
+            .unwrap_err()
+            .to_string();
         assert!(err.starts_with("my.toml:6: signal[a].kind"), "{err}");
 
         let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\n[[signal.attribute]]\nname = \"n\"\nregex = '(?P<n>[a-'\n";
-        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new())).unwrap_err().to_string();
-        assert!(err.starts_with("my.toml:11: signal[a].attribute[n].regex: invalid regex"), "{err}");
+        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("my.toml:11: signal[a].attribute[n].regex: invalid regex"),
+            "{err}"
+        );
 
         let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \"A\"\nexampels = [\"x\"]\n";
-        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new())).unwrap_err().to_string();
-        assert!(err.starts_with("my.toml:") && err.contains("exampels"), "{err}");
+        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("my.toml:") && err.contains("exampels"),
+            "{err}"
+        );
     }
 
     #[test]
     fn gazetteer_matches_whole_words_only() {
-        let g = AttributeExtractor::Gazetteer { name: "v".into(), entries: vec!["SAP".into(), "西门子".into()] };
+        let g = AttributeExtractor::Gazetteer {
+            name: "v".into(),
+            entries: vec!["SAP".into(), "西门子".into()],
+        };
         assert_eq!(g.extract("please reply ASAP"), None);
         assert_eq!(g.extract("they run SAP ECC 6.0").as_deref(), Some("SAP"));
         assert_eq!(g.extract("用的是西门子的").as_deref(), Some("西门子"));
@@ -433,6 +521,9 @@ mod tests {
         let extra = "[pack]\nname = \"mine\"\n[[signal]]\nid = \"budget_approved\"\nkind = \"buying\"\nname_zh = \"预算\"\nname_en = \"Budget\"\nexamples = [\"a\", \"b\"]\n[[signal]]\nid = \"new_one\"\nkind = \"info\"\nname_zh = \"新\"\nname_en = \"New\"\nexamples = [\"c\", \"d\"]\n";
         let merged = base.extended_with(SignalPack::parse(extra, "x", |_| Ok(Vec::new())).unwrap());
         assert_eq!(merged.signals.len(), n + 1);
-        assert_eq!(merged.signal("budget_approved").unwrap().examples, vec!["a", "b"]);
+        assert_eq!(
+            merged.signal("budget_approved").unwrap().examples,
+            vec!["a", "b"]
+        );
     }
 }

@@ -65,10 +65,34 @@ impl Default for SpeakerRules {
     fn default() -> Self {
         let words = |s: &[&str]| s.iter().map(|w| w.to_lowercase()).collect();
         Self {
-            customer_labels: words(&["客户", "客户方", "买方", "甲方", "customer", "client", "buyer", "prospect"]),
+            customer_labels: words(&[
+                "客户",
+                "客户方",
+                "买方",
+                "甲方",
+                "customer",
+                "client",
+                "buyer",
+                "prospect",
+            ]),
             rep_labels: words(&[
-                "销售", "我方", "客服", "客户经理", "售前", "工程师", "rep", "sales", "agent", "support", "account mgr",
-                "account manager", "ae", "csm", "se", "bdr", "sdr",
+                "销售",
+                "我方",
+                "客服",
+                "客户经理",
+                "售前",
+                "工程师",
+                "rep",
+                "sales",
+                "agent",
+                "support",
+                "account mgr",
+                "account manager",
+                "ae",
+                "csm",
+                "se",
+                "bdr",
+                "sdr",
             ]),
             named_default: Speaker::Customer,
         }
@@ -77,14 +101,22 @@ impl Default for SpeakerRules {
 
 impl SpeakerRules {
     /// Adds labels that mean the customer's side.
-    pub fn with_customer_labels<I: IntoIterator<Item = S>, S: Into<String>>(mut self, labels: I) -> Self {
-        self.customer_labels.extend(labels.into_iter().map(|l| l.into().to_lowercase()));
+    pub fn with_customer_labels<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        labels: I,
+    ) -> Self {
+        self.customer_labels
+            .extend(labels.into_iter().map(|l| l.into().to_lowercase()));
         self
     }
 
     /// Adds labels that mean our side.
-    pub fn with_rep_labels<I: IntoIterator<Item = S>, S: Into<String>>(mut self, labels: I) -> Self {
-        self.rep_labels.extend(labels.into_iter().map(|l| l.into().to_lowercase()));
+    pub fn with_rep_labels<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        labels: I,
+    ) -> Self {
+        self.rep_labels
+            .extend(labels.into_iter().map(|l| l.into().to_lowercase()));
         self
     }
 
@@ -94,7 +126,9 @@ impl SpeakerRules {
         let matches = |words: &[String]| {
             words.iter().any(|w| {
                 label == *w
-                    || label.split(|c: char| !c.is_alphanumeric() && c != ' ').any(|part| part.trim() == w)
+                    || label
+                        .split(|c: char| !c.is_alphanumeric() && c != ' ')
+                        .any(|part| part.trim() == w)
                     || (!w.is_ascii() && label.contains(w.as_str()))
             })
         };
@@ -127,8 +161,9 @@ impl Default for ClauseSegmenter {
 }
 
 const ABBREVIATIONS: &[&str] = &[
-    "mr", "mrs", "ms", "dr", "prof", "inc", "ltd", "co", "corp", "e.g", "i.e", "etc", "vs", "approx", "dept", "no",
-    "st", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "u.s", "est", "maint",
+    "mr", "mrs", "ms", "dr", "prof", "inc", "ltd", "co", "corp", "e.g", "i.e", "etc", "vs",
+    "approx", "dept", "no", "st", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept",
+    "oct", "nov", "dec", "u.s", "est", "maint",
 ];
 
 impl ClauseSegmenter {
@@ -166,9 +201,13 @@ impl ClauseSegmenter {
         // Trim, drop empty pieces, merge fragments too short to stand alone.
         let mut out: Vec<(usize, usize)> = Vec::new();
         for (s, e) in pieces {
-            let Some((s, e)) = trim_span(line, s, e) else { continue };
+            let Some((s, e)) = trim_span(line, s, e) else {
+                continue;
+            };
             match out.last_mut() {
-                Some(last) if is_fragment(&line[s..e]) || is_fragment(&line[last.0..last.1]) => last.1 = e,
+                Some(last) if is_fragment(&line[s..e]) || is_fragment(&line[last.0..last.1]) => {
+                    last.1 = e
+                }
                 _ => out.push((s, e)),
             }
         }
@@ -178,22 +217,54 @@ impl ClauseSegmenter {
 
 /// Whether the text before a '.' ends in an abbreviation, an initial or a number.
 fn is_abbreviation(before: &str) -> bool {
-    let word: String = before.chars().rev().take_while(|c| c.is_alphanumeric() || *c == '.').collect::<Vec<_>>().into_iter().rev().collect();
+    let word: String = before
+        .chars()
+        .rev()
+        .take_while(|c| c.is_alphanumeric() || *c == '.')
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     let lower = word.to_lowercase();
-    ABBREVIATIONS.contains(&lower.as_str()) || (word.chars().count() == 1 && word.chars().all(|c| c.is_uppercase()))
+    ABBREVIATIONS.contains(&lower.as_str())
+        || (word.chars().count() == 1 && word.chars().all(|c| c.is_uppercase()))
 }
 
 /// Too short to carry a signal alone: under 4 CJK characters and under 3 Latin words.
 fn is_fragment(text: &str) -> bool {
-    let cjk = text.chars().filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c)).count();
-    let words = text.split_whitespace().filter(|w| w.chars().any(char::is_alphanumeric)).count();
+    let cjk = text
+        .chars()
+        .filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c))
+        .count();
+    let words = text
+        .split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .count();
     cjk < 4 && words < 3
 }
 
 /// Trims whitespace and edge punctuation; `None` when nothing meaningful is left.
 fn trim_span(line: &str, s: usize, e: usize) -> Option<(usize, usize)> {
     let piece = &line[s..e];
-    let edge = |c: char| c.is_whitespace() || matches!(c, '，' | '。' | '；' | '！' | '？' | ',' | ';' | '!' | '?' | '.' | '、' | '"' | '“' | '”');
+    let edge = |c: char| {
+        c.is_whitespace()
+            || matches!(
+                c,
+                '，' | '。'
+                    | '；'
+                    | '！'
+                    | '？'
+                    | ','
+                    | ';'
+                    | '!'
+                    | '?'
+                    | '.'
+                    | '、'
+                    | '"'
+                    | '“'
+                    | '”'
+            )
+    };
     let trimmed_start = piece.len() - piece.trim_start_matches(edge).len();
     let rest = &piece[trimmed_start..];
     let inner = rest.trim_end_matches(edge);
@@ -217,7 +288,16 @@ impl Segmenter for ClauseSegmenter {
             if let Some(caps) = self.turn.captures(&body_line[offset..]) {
                 let label = caps.name("label").map_or("", |m| m.as_str());
                 if let Some(role) = self.rules.role(label, caps.name("time").is_some()) {
-                    speaker = (role, Some(caps[0].trim().trim_end_matches([':', '：']).trim().to_string()));
+                    speaker = (
+                        role,
+                        Some(
+                            caps[0]
+                                .trim()
+                                .trim_end_matches([':', '：'])
+                                .trim()
+                                .to_string(),
+                        ),
+                    );
                     offset += caps.get(0).map_or(0, |m| m.end());
                 }
             }
@@ -247,14 +327,22 @@ mod tests {
     use super::*;
 
     fn texts(text: &str) -> Vec<String> {
-        ClauseSegmenter::default().segment(text).into_iter().map(|s| s.text).collect()
+        ClauseSegmenter::default()
+            .segment(text)
+            .into_iter()
+            .map(|s| s.text)
+            .collect()
     }
 
     #[test]
     fn chinese_clauses_split_at_clause_punctuation() {
         assert_eq!(
             texts("客户确认产线升级预算已批复，当前PLC型号为西门子S7-1500，下月初安排技术交流。"),
-            vec!["客户确认产线升级预算已批复", "当前PLC型号为西门子S7-1500", "下月初安排技术交流"]
+            vec![
+                "客户确认产线升级预算已批复",
+                "当前PLC型号为西门子S7-1500",
+                "下月初安排技术交流"
+            ]
         );
     }
 
@@ -271,7 +359,11 @@ mod tests {
         let text = "拜访张总。\n客户：预算已经批了，下周签。";
         for s in ClauseSegmenter::default().segment(text) {
             assert_eq!(&text[s.byte_start..s.byte_end], s.text);
-            let by_chars: String = text.chars().skip(s.char_start).take(s.char_end - s.char_start).collect();
+            let by_chars: String = text
+                .chars()
+                .skip(s.char_start)
+                .take(s.char_end - s.char_start)
+                .collect();
             assert_eq!(by_chars, s.text);
         }
     }
@@ -280,13 +372,17 @@ mod tests {
     fn speaker_turns_are_recognised_and_attributed() {
         let text = "客户：报价单什么时候能发过来？\n销售：今天下班前发您。\nCustomer: we're also talking to Rockwell.\nRep: noted, I'll send the comparison.\n[10:02] Zhang Wei (Acme Plant): 预算批了\n[10:03] Tom (Account Mgr): great news";
         let segs = ClauseSegmenter::default().segment(text);
-        let roles: Vec<(String, Speaker)> = segs.iter().map(|s| (s.text.clone(), s.speaker)).collect();
+        let roles: Vec<(String, Speaker)> =
+            segs.iter().map(|s| (s.text.clone(), s.speaker)).collect();
         assert_eq!(
             roles,
             vec![
                 ("报价单什么时候能发过来".to_string(), Speaker::Customer),
                 ("今天下班前发您".to_string(), Speaker::Rep),
-                ("we're also talking to Rockwell".to_string(), Speaker::Customer),
+                (
+                    "we're also talking to Rockwell".to_string(),
+                    Speaker::Customer
+                ),
                 ("noted, I'll send the comparison".to_string(), Speaker::Rep),
                 ("预算批了".to_string(), Speaker::Customer),
                 ("great news".to_string(), Speaker::Rep),
@@ -296,7 +392,8 @@ mod tests {
 
     #[test]
     fn field_labels_are_not_speakers_and_notes_have_unknown_speaker() {
-        let segs = ClauseSegmenter::default().segment("问题：工单超时三天没人处理\n- 当前PLC型号为西门子S7-1500");
+        let segs = ClauseSegmenter::default()
+            .segment("问题：工单超时三天没人处理\n- 当前PLC型号为西门子S7-1500");
         assert!(segs.iter().all(|s| s.speaker == Speaker::Unknown));
         assert_eq!(segs[1].text, "当前PLC型号为西门子S7-1500");
     }

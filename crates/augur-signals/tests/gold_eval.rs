@@ -21,22 +21,53 @@ fn gold(split: &str) -> Vec<GoldNote> {
 
 fn extractor() -> SignalExtractor {
     let dir = repo().join("models/multilingual-e5-small");
-    assert!(dir.join("model.safetensors").is_file(), "run `models/fetch` first");
-    let embedder = Embedder::builder(dir.display().to_string()).with_locator(ModelLocator::empty()).build().unwrap();
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "run `models/fetch` first"
+    );
+    let embedder = Embedder::builder(dir.display().to_string())
+        .with_locator(ModelLocator::empty())
+        .build()
+        .unwrap();
     SignalExtractor::builder(embedder).build().unwrap()
 }
 
 fn print_report(name: &str, r: &EvalReport) {
     println!("== {name}: {} notes", r.notes);
-    println!("{:<26} {:>5} {:>5} {:>5} {:>5} {:>5}", "signal", "P", "R", "F1", "gold", "pred");
+    println!(
+        "{:<26} {:>5} {:>5} {:>5} {:>5} {:>5}",
+        "signal", "P", "R", "F1", "gold", "pred"
+    );
     for (id, c) in &r.per_signal {
-        println!("{id:<26} {:>5.2} {:>5.2} {:>5.2} {:>5} {:>5}", c.precision(), c.recall(), c.f1(), c.gold, c.predictions);
+        println!(
+            "{id:<26} {:>5.2} {:>5.2} {:>5.2} {:>5} {:>5}",
+            c.precision(),
+            c.recall(),
+            c.f1(),
+            c.gold,
+            c.predictions
+        );
     }
     for (lang, c) in &r.per_language {
-        println!("lang {lang:<21} {:>5.2} {:>5.2} {:>5.2} {:>5} {:>5}", c.precision(), c.recall(), c.f1(), c.gold, c.predictions);
+        println!(
+            "lang {lang:<21} {:>5.2} {:>5.2} {:>5.2} {:>5} {:>5}",
+            c.precision(),
+            c.recall(),
+            c.f1(),
+            c.gold,
+            c.predictions
+        );
     }
     let m = r.micro;
-    println!("{:<26} {:>5.2} {:>5.2} {:>5.2} {:>5} {:>5}", "MICRO", m.precision(), m.recall(), m.f1(), m.gold, m.predictions);
+    println!(
+        "{:<26} {:>5.2} {:>5.2} {:>5.2} {:>5} {:>5}",
+        "MICRO",
+        m.precision(),
+        m.recall(),
+        m.f1(),
+        m.gold,
+        m.predictions
+    );
 }
 
 /// The bar is micro-F1 ≥ 0.80; measured on 2026-12-04 with the built-in pack and
@@ -54,7 +85,11 @@ fn micro_f1_on_the_test_half_does_not_regress() {
     let predicted = extractor.extract_batch(&notes).unwrap();
     let report = evaluate(&test, &predicted);
     print_report("test half", &report);
-    assert!(report.micro.f1() >= MICRO_F1_FLOOR, "micro-F1 {:.3} < {MICRO_F1_FLOOR}", report.micro.f1());
+    assert!(
+        report.micro.f1() >= MICRO_F1_FLOOR,
+        "micro-F1 {:.3} < {MICRO_F1_FLOOR}",
+        report.micro.f1()
+    );
 }
 
 #[test]
@@ -62,14 +97,32 @@ fn negations_and_hypotheticals_do_not_fire() {
     let extractor = extractor();
     let cases = [
         ("预算还没批下来，要等董事会", "budget_approved"),
-        ("We are not looking at other vendors right now.", "competitor_evaluation"),
-        ("If the budget were approved we would start in May.", "budget_approved"),
+        (
+            "We are not looking at other vendors right now.",
+            "competitor_evaluation",
+        ),
+        (
+            "If the budget were approved we would start in May.",
+            "budget_approved",
+        ),
         ("目前没有考虑其他厂家", "competitor_evaluation"),
     ];
     for (text, signal) in cases {
-        let found = extractor.extract(&augur_signals::Note::new("n", text)).unwrap();
-        assert!(found.hits.iter().all(|h| h.signal != signal), "{text:?} must not fire {signal}: {:?}", found.hits);
+        let found = extractor
+            .extract(&augur_signals::Note::new("n", text))
+            .unwrap();
+        assert!(
+            found.hits.iter().all(|h| h.signal != signal),
+            "{text:?} must not fire {signal}: {:?}",
+            found.hits
+        );
     }
-    let positive = extractor.extract(&augur_signals::Note::new("n", "客户确认产线升级预算已批复")).unwrap();
-    assert!(positive.hits.iter().any(|h| h.signal == "budget_approved"), "{:?}", positive.hits);
+    let positive = extractor
+        .extract(&augur_signals::Note::new("n", "客户确认产线升级预算已批复"))
+        .unwrap();
+    assert!(
+        positive.hits.iter().any(|h| h.signal == "budget_approved"),
+        "{:?}",
+        positive.hits
+    );
 }

@@ -79,7 +79,11 @@ impl EmbedderBuilder {
         let tokenizer = load_tokenizer(&files, encoder.config().vocab_size)?;
         let card = ModelCardSettings::from_dir(&files.dir)?;
         let model_max = encoder.config().max_position_embeddings;
-        let max_tokens = self.max_tokens.or(card.max_seq_length).unwrap_or(model_max).min(model_max);
+        let max_tokens = self
+            .max_tokens
+            .or(card.max_seq_length)
+            .unwrap_or(model_max)
+            .min(model_max);
         Ok(Embedder {
             pooling: self.pooling.unwrap_or(card.pooling),
             normalize: self.normalize,
@@ -97,17 +101,25 @@ impl EmbedderBuilder {
 /// Loads `tokenizer.json` with its own truncation and padding switched off (windows and padding
 /// are Augur's job) and checks that every id it can produce has an embedding row.
 fn load_tokenizer(files: &ModelFiles, model_vocab: usize) -> Result<Tokenizer> {
-    let mut tokenizer = Tokenizer::from_file(&files.tokenizer).map_err(|e| AugurError::Tokenizer {
-        context: files.tokenizer.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let mut tokenizer =
+        Tokenizer::from_file(&files.tokenizer).map_err(|e| AugurError::Tokenizer {
+            context: files.tokenizer.display().to_string(),
+            message: e.to_string(),
+        })?;
     tokenizer
         .with_truncation(None)
-        .map_err(|e| AugurError::Tokenizer { context: files.tokenizer.display().to_string(), message: e.to_string() })?;
+        .map_err(|e| AugurError::Tokenizer {
+            context: files.tokenizer.display().to_string(),
+            message: e.to_string(),
+        })?;
     tokenizer.with_padding(None);
     let tokenizer_vocab = tokenizer.get_vocab_size(true);
     if tokenizer_vocab > model_vocab {
-        return Err(AugurError::VocabMismatch { file: files.tokenizer.clone(), tokenizer_vocab, model_vocab });
+        return Err(AugurError::VocabMismatch {
+            file: files.tokenizer.clone(),
+            tokenizer_vocab,
+            model_vocab,
+        });
     }
     Ok(tokenizer)
 }
@@ -152,7 +164,10 @@ impl Embedder {
     }
 
     /// Like [`Embedder::with_adapter`] without the base-model name check (for adapters being trained).
-    pub(crate) fn with_adapter_unchecked(&self, adapter: &crate::encoder::LoraAdapter) -> Result<Self> {
+    pub(crate) fn with_adapter_unchecked(
+        &self,
+        adapter: &crate::encoder::LoraAdapter,
+    ) -> Result<Self> {
         let mut adapted = self.clone();
         adapted.encoder = self.encoder.with_adapter(adapter)?;
         Ok(adapted)
@@ -200,24 +215,41 @@ impl Embedder {
 
     /// Tokenizes `texts` (with the model's prefix for `kind`) in parallel and splits each into
     /// windows. `result[i]` holds the windows of `texts[i]`.
-    pub fn windows<S: AsRef<str> + Sync>(&self, texts: &[S], kind: InputKind) -> Result<Vec<Vec<TokenWindow>>> {
+    pub fn windows<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        kind: InputKind,
+    ) -> Result<Vec<Vec<TokenWindow>>> {
         let prefix = self.card.prefix(kind);
         texts
             .par_iter()
             .enumerate()
             .map(|(i, text)| {
                 let input = format!("{prefix}{}", text.as_ref());
-                let encoding = self.tokenizer.encode(input, true).map_err(|e| AugurError::Tokenizer {
-                    context: format!("encoding text #{i}"),
-                    message: e.to_string(),
-                })?;
-                split_windows(i, encoding.get_ids(), encoding.get_special_tokens_mask(), self.max_tokens, self.long_text)
+                let encoding =
+                    self.tokenizer
+                        .encode(input, true)
+                        .map_err(|e| AugurError::Tokenizer {
+                            context: format!("encoding text #{i}"),
+                            message: e.to_string(),
+                        })?;
+                split_windows(
+                    i,
+                    encoding.get_ids(),
+                    encoding.get_special_tokens_mask(),
+                    self.max_tokens,
+                    self.long_text,
+                )
             })
             .collect()
     }
 
     /// Embeds `texts` as `kind`; `result[i]` is the vector of `texts[i]`.
-    pub fn embed<S: AsRef<str> + Sync>(&self, texts: &[S], kind: InputKind) -> Result<Vec<Vec<f32>>> {
+    pub fn embed<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        kind: InputKind,
+    ) -> Result<Vec<Vec<f32>>> {
         let windows: Vec<TokenWindow> = self.windows(texts, kind)?.into_iter().flatten().collect();
         let window_vectors = self.encode_windows(&windows)?;
         let dim = self.dim();
@@ -231,7 +263,8 @@ impl Embedder {
             }
         }
         for (sum, weight) in sums.iter_mut().zip(&weights) {
-            sum.iter_mut().for_each(|x| *x /= weight.max(f32::MIN_POSITIVE));
+            sum.iter_mut()
+                .for_each(|x| *x /= weight.max(f32::MIN_POSITIVE));
             if self.normalize {
                 l2_normalize(sum);
             }
@@ -274,7 +307,8 @@ impl Embedder {
         }
         let device = self.encoder.device();
         let ids = Tensor::from_vec(ids, (rows.len(), seq), device).context("building input_ids")?;
-        let mask = Tensor::from_vec(mask, (rows.len(), seq), device).context("building attention_mask")?;
+        let mask =
+            Tensor::from_vec(mask, (rows.len(), seq), device).context("building attention_mask")?;
         let hidden = self.encoder.forward(&ids, &mask)?;
         let pooled = pool::pooler_for(self.pooling).pool(&hidden, &mask)?;
         pooled.to_vec2::<f32>().context("reading pooled vectors")

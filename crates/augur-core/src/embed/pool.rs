@@ -26,14 +26,22 @@ impl Pooler for MeanPooling {
             .broadcast_mul(&mask.unsqueeze(2).context("mean pooling")?)
             .and_then(|m| m.sum(1))
             .context("mean pooling: masked sum")?;
-        let counts = mask.sum_keepdim(1).and_then(|c| c.clamp(1e-9, f64::MAX)).context("mean pooling: counts")?;
-        summed.broadcast_div(&counts).context("mean pooling: divide")
+        let counts = mask
+            .sum_keepdim(1)
+            .and_then(|c| c.clamp(1e-9, f64::MAX))
+            .context("mean pooling: counts")?;
+        summed
+            .broadcast_div(&counts)
+            .context("mean pooling: divide")
     }
 }
 
 impl Pooler for ClsPooling {
     fn pool(&self, hidden: &Tensor, _mask: &Tensor) -> Result<Tensor> {
-        hidden.i((.., 0, ..)).and_then(|t| t.contiguous()).context("CLS pooling")
+        hidden
+            .i((.., 0, ..))
+            .and_then(|t| t.contiguous())
+            .context("CLS pooling")
     }
 }
 

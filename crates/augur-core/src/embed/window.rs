@@ -41,8 +41,16 @@ pub fn split_windows(
     policy: LongTextPolicy,
 ) -> Result<Vec<TokenWindow>> {
     let lead = special_mask.iter().take_while(|&&m| m == 1).count();
-    let trail = special_mask[lead..].iter().rev().take_while(|&&m| m == 1).count();
-    let (head, body, tail) = (&ids[..lead], &ids[lead..ids.len() - trail], &ids[ids.len() - trail..]);
+    let trail = special_mask[lead..]
+        .iter()
+        .rev()
+        .take_while(|&&m| m == 1)
+        .count();
+    let (head, body, tail) = (
+        &ids[..lead],
+        &ids[lead..ids.len() - trail],
+        &ids[ids.len() - trail..],
+    );
     let room = max_tokens.saturating_sub(lead + trail);
     if room == 0 {
         return Err(AugurError::InvalidArgument(format!(
@@ -50,7 +58,10 @@ pub fn split_windows(
             lead + trail
         )));
     }
-    let wrap = |chunk: &[u32]| TokenWindow { text_index, ids: [head, chunk, tail].concat() };
+    let wrap = |chunk: &[u32]| TokenWindow {
+        text_index,
+        ids: [head, chunk, tail].concat(),
+    };
     if body.len() <= room {
         return Ok(vec![wrap(body)]);
     }
@@ -96,7 +107,13 @@ mod tests {
     fn short_text_is_one_window() {
         let (ids, mask) = encoding(5);
         let w = split_windows(3, &ids, &mask, 16, LongTextPolicy::default()).unwrap();
-        assert_eq!(w, vec![TokenWindow { text_index: 3, ids: ids.clone() }]);
+        assert_eq!(
+            w,
+            vec![TokenWindow {
+                text_index: 3,
+                ids: ids.clone()
+            }]
+        );
     }
 
     #[test]
@@ -110,9 +127,16 @@ mod tests {
             assert_eq!(window.ids[0], 0);
             assert_eq!(*window.ids.last().unwrap(), 2);
         }
-        let covered: std::collections::BTreeSet<u32> = w.iter().flat_map(|x| x.ids[1..x.ids.len() - 1].to_vec()).collect();
+        let covered: std::collections::BTreeSet<u32> = w
+            .iter()
+            .flat_map(|x| x.ids[1..x.ids.len() - 1].to_vec())
+            .collect();
         assert_eq!(covered, (10..30).collect());
-        assert_eq!(&w[1].ids[1..3], &w[0].ids[7..9], "consecutive windows share `overlap` tokens");
+        assert_eq!(
+            &w[1].ids[1..3],
+            &w[0].ids[7..9],
+            "consecutive windows share `overlap` tokens"
+        );
     }
 
     #[test]

@@ -46,7 +46,11 @@ fn bias_none() -> String {
 impl AdapterConfig {
     /// The factor the update `B·A` is scaled by.
     pub fn scale(&self) -> f64 {
-        if self.use_rslora { self.lora_alpha / (self.r as f64).sqrt() } else { self.lora_alpha / self.r as f64 }
+        if self.use_rslora {
+            self.lora_alpha / (self.r as f64).sqrt()
+        } else {
+            self.lora_alpha / self.r as f64
+        }
     }
 }
 
@@ -69,7 +73,8 @@ fn parse_key(key: &str) -> Option<(String, &'static str)> {
     if let Some(module) = rest.strip_suffix(".lora_A.weight") {
         Some((module.to_string(), "A"))
     } else {
-        rest.strip_suffix(".lora_B.weight").map(|m| (m.to_string(), "B"))
+        rest.strip_suffix(".lora_B.weight")
+            .map(|m| (m.to_string(), "B"))
     }
 }
 
@@ -79,34 +84,66 @@ impl LoraAdapter {
         let config_path = dir.join("adapter_config.json");
         let text = std::fs::read_to_string(&config_path).map_err(io_error(&config_path))?;
         let config: AdapterConfig =
-            serde_json::from_str(&text).map_err(|source| AugurError::Json { path: config_path.clone(), source })?;
-        let invalid = |message: String| AugurError::Adapter { path: config_path.clone(), message };
+            serde_json::from_str(&text).map_err(|source| AugurError::Json {
+                path: config_path.clone(),
+                source,
+            })?;
+        let invalid = |message: String| AugurError::Adapter {
+            path: config_path.clone(),
+            message,
+        };
         if config.peft_type != "LORA" {
-            return Err(invalid(format!("peft_type is `{}`; only LORA adapters are supported", config.peft_type)));
+            return Err(invalid(format!(
+                "peft_type is `{}`; only LORA adapters are supported",
+                config.peft_type
+            )));
         }
         if config.fan_in_fan_out || config.bias != "none" {
-            return Err(invalid("fan_in_fan_out and bias training are not supported for BERT adapters".into()));
+            return Err(invalid(
+                "fan_in_fan_out and bias training are not supported for BERT adapters".into(),
+            ));
         }
         let weights_path = dir.join("adapter_model.safetensors");
         if !weights_path.is_file() {
-            let hint = if dir.join("adapter_model.bin").is_file() { " (found adapter_model.bin: only safetensors are loaded)" } else { "" };
-            return Err(AugurError::MissingModelFile { dir: dir.to_path_buf(), file: "adapter_model.safetensors".into(), hint: format!("the adapter weights{hint}") });
+            let hint = if dir.join("adapter_model.bin").is_file() {
+                " (found adapter_model.bin: only safetensors are loaded)"
+            } else {
+                ""
+            };
+            return Err(AugurError::MissingModelFile {
+                dir: dir.to_path_buf(),
+                file: "adapter_model.safetensors".into(),
+                hint: format!("the adapter weights{hint}"),
+            });
         }
-        let tensors = candle_core::safetensors::load(&weights_path, device).with_context(|| format!("reading {}", weights_path.display()))?;
+        let tensors = candle_core::safetensors::load(&weights_path, device)
+            .with_context(|| format!("reading {}", weights_path.display()))?;
         let mut halves: BTreeMap<String, (Option<Tensor>, Option<Tensor>)> = BTreeMap::new();
         for (key, tensor) in tensors {
             let Some((module, half)) = parse_key(&key) else {
-                return Err(AugurError::Adapter { path: weights_path.clone(), message: format!("unexpected tensor `{key}` (not a lora_A / lora_B weight)") });
+                return Err(AugurError::Adapter {
+                    path: weights_path.clone(),
+                    message: format!("unexpected tensor `{key}` (not a lora_A / lora_B weight)"),
+                });
             };
-            let tensor = tensor.to_dtype(DType::F32).context("adapter tensor to f32")?;
+            let tensor = tensor
+                .to_dtype(DType::F32)
+                .context("adapter tensor to f32")?;
             let entry = halves.entry(module).or_default();
-            if half == "A" { entry.0 = Some(tensor) } else { entry.1 = Some(tensor) }
+            if half == "A" {
+                entry.0 = Some(tensor)
+            } else {
+                entry.1 = Some(tensor)
+            }
         }
         let scale = config.scale();
         let mut pairs = BTreeMap::new();
         for (module, (a, b)) in halves {
             let (Some(a), Some(b)) = (a, b) else {
-                return Err(AugurError::Adapter { path: weights_path.clone(), message: format!("`{module}` has only one of lora_A / lora_B") });
+                return Err(AugurError::Adapter {
+                    path: weights_path.clone(),
+                    message: format!("`{module}` has only one of lora_A / lora_B"),
+                });
             };
             let (ra, rb) = (a.dim(0).context("lora_A")?, b.dim(1).context("lora_B")?);
             if ra != config.r || rb != config.r {
@@ -118,7 +155,10 @@ impl LoraAdapter {
             pairs.insert(module, LoraPair { a, b, scale });
         }
         if pairs.is_empty() {
-            return Err(AugurError::Adapter { path: weights_path, message: "no LoRA pairs found".into() });
+            return Err(AugurError::Adapter {
+                path: weights_path,
+                message: "no LoRA pairs found".into(),
+            });
         }
         Ok(Self { config, pairs })
     }
@@ -128,27 +168,48 @@ impl LoraAdapter {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let mut tensors: HashMap<String, Tensor> = HashMap::new();
         for (module, pair) in &self.pairs {
-            tensors.insert(format!("{PEFT_PREFIX}{module}.lora_A.weight"), pair.a.clone());
-            tensors.insert(format!("{PEFT_PREFIX}{module}.lora_B.weight"), pair.b.clone());
+            tensors.insert(
+                format!("{PEFT_PREFIX}{module}.lora_A.weight"),
+                pair.a.clone(),
+            );
+            tensors.insert(
+                format!("{PEFT_PREFIX}{module}.lora_B.weight"),
+                pair.b.clone(),
+            );
         }
         let weights = dir.join("adapter_model.safetensors");
-        candle_core::safetensors::save(&tensors, &weights).with_context(|| format!("writing {}", weights.display()))?;
+        candle_core::safetensors::save(&tensors, &weights)
+            .with_context(|| format!("writing {}", weights.display()))?;
         let mut config = serde_json::to_value(&self.config).expect("config serialises");
         config["task_type"] = serde_json::Value::Null;
         config["inference_mode"] = serde_json::Value::Bool(true);
         let path = dir.join("adapter_config.json");
-        std::fs::write(&path, serde_json::to_string_pretty(&config).expect("json") + "\n").map_err(io_error(&path))
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&config).expect("json") + "\n",
+        )
+        .map_err(io_error(&path))
     }
 
     /// Refuses an adapter trained on another base model. Names are compared by their last path
     /// segment (`sentence-transformers/all-MiniLM-L6-v2` matches a local `all-MiniLM-L6-v2`).
     pub fn check_base(&self, model_name: &str) -> Result<()> {
-        let Some(base) = &self.config.base_model_name_or_path else { return Ok(()) };
-        let last = |s: &str| s.trim_end_matches('/').rsplit('/').next().unwrap_or(s).to_lowercase();
+        let Some(base) = &self.config.base_model_name_or_path else {
+            return Ok(());
+        };
+        let last = |s: &str| {
+            s.trim_end_matches('/')
+                .rsplit('/')
+                .next()
+                .unwrap_or(s)
+                .to_lowercase()
+        };
         if last(base) != last(model_name) {
             return Err(AugurError::Adapter {
                 path: "adapter_config.json".into(),
-                message: format!("adapter was trained on `{base}`, but the model is `{model_name}`"),
+                message: format!(
+                    "adapter was trained on `{base}`, but the model is `{model_name}`"
+                ),
             });
         }
         Ok(())

@@ -54,8 +54,12 @@ pub struct BertEncoder {
 
 fn load_norm(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
     let prefix = vb.prefix();
-    let weight = vb.get(size, "weight").with_context(|| format!("loading {prefix}.weight"))?;
-    let bias = vb.get(size, "bias").with_context(|| format!("loading {prefix}.bias"))?;
+    let weight = vb
+        .get(size, "weight")
+        .with_context(|| format!("loading {prefix}.weight"))?;
+    let bias = vb
+        .get(size, "bias")
+        .with_context(|| format!("loading {prefix}.bias"))?;
     Ok(LayerNorm::new(weight, bias, eps))
 }
 
@@ -82,7 +86,13 @@ impl BertEncoder {
         Self::from_safetensors(&files.weights, &files.config, config, &prefix, device)
     }
 
-    fn from_safetensors(weights: &Path, config_path: &Path, config: EncoderConfig, prefix: &str, device: &Device) -> Result<Self> {
+    fn from_safetensors(
+        weights: &Path,
+        config_path: &Path,
+        config: EncoderConfig,
+        prefix: &str,
+        device: &Device,
+    ) -> Result<Self> {
         // SAFETY: the file is memory-mapped read-only; Augur never writes model files while loading.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, device) }
             .with_context(|| format!("opening {}", weights.display()))?;
@@ -99,9 +109,14 @@ impl BertEncoder {
         let (h, eps) = (config.hidden_size, config.layer_norm_eps);
         let e = vb.pp("embeddings");
         let embeddings = Embeddings {
-            word: e.get((config.vocab_size, h), "word_embeddings.weight").context("loading embeddings.word_embeddings.weight")?,
+            word: e
+                .get((config.vocab_size, h), "word_embeddings.weight")
+                .context("loading embeddings.word_embeddings.weight")?,
             position: e
-                .get((config.max_position_embeddings, h), "position_embeddings.weight")
+                .get(
+                    (config.max_position_embeddings, h),
+                    "position_embeddings.weight",
+                )
                 .context("loading embeddings.position_embeddings.weight")?,
             token_type: e
                 .get((config.type_vocab_size, h), "token_type_embeddings.weight")
@@ -124,7 +139,13 @@ impl BertEncoder {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(Self { embeddings, layers, config, activation, device: vb.device().clone() })
+        Ok(Self {
+            embeddings,
+            layers,
+            config,
+            activation,
+            device: vb.device().clone(),
+        })
     }
 
     /// The architecture this encoder was loaded with.
@@ -142,10 +163,15 @@ impl BertEncoder {
     pub fn with_adapter(&self, adapter: &LoraAdapter) -> Result<Self> {
         let mut merged = self.clone();
         for (module, pair) in &adapter.pairs {
-            let linear = merged.linear_mut(module).ok_or_else(|| AugurError::Adapter {
-                path: "adapter_model.safetensors".into(),
-                message: format!("adapter targets `{module}`, which this {}-layer BERT does not have", self.config.num_hidden_layers),
-            })?;
+            let linear = merged
+                .linear_mut(module)
+                .ok_or_else(|| AugurError::Adapter {
+                    path: "adapter_model.safetensors".into(),
+                    message: format!(
+                        "adapter targets `{module}`, which this {}-layer BERT does not have",
+                        self.config.num_hidden_layers
+                    ),
+                })?;
             let (out_dim, in_dim) = linear.weight().dims2().context("linear weight")?;
             let (a_shape, b_shape) = (pair.a.dims().to_vec(), pair.b.dims().to_vec());
             if a_shape != [adapter.config.r, in_dim] || b_shape != [out_dim, adapter.config.r] {
@@ -191,32 +217,57 @@ impl BertEncoder {
     }
 
     /// The forward pass with pluggable steps (inference kernels, or differentiable training ops).
-    pub(crate) fn forward_with(&self, ops: &dyn ForwardOps, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        let (batch, seq) = input_ids.dims2().context("input_ids must be [batch, seq]")?;
+    pub(crate) fn forward_with(
+        &self,
+        ops: &dyn ForwardOps,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+    ) -> Result<Tensor> {
+        let (batch, seq) = input_ids
+            .dims2()
+            .context("input_ids must be [batch, seq]")?;
         if seq > self.config.max_position_embeddings {
             return Err(AugurError::InvalidArgument(format!(
                 "sequence of {seq} tokens exceeds max_position_embeddings {}",
                 self.config.max_position_embeddings
             )));
         }
-        let mut hidden = self.embed(ops, input_ids, batch, seq).context("embeddings")?;
+        let mut hidden = self
+            .embed(ops, input_ids, batch, seq)
+            .context("embeddings")?;
         // Additive mask: 0 where attended, the most negative float where padding.
-        let mask = attention_mask.to_dtype(DType::F32).context("attention mask")?;
+        let mask = attention_mask
+            .to_dtype(DType::F32)
+            .context("attention mask")?;
         let mask_bias = ((mask - 1.0).context("attention mask")? * f64::from(f32::MAX))
             .and_then(|m| m.reshape((batch, 1, 1, seq)))
             .context("attention mask")?;
         for (i, layer) in self.layers.iter().enumerate() {
-            hidden = self.layer_forward(ops, i, layer, &hidden, &mask_bias).with_context(|| format!("encoder.layer.{i}"))?;
+            hidden = self
+                .layer_forward(ops, i, layer, &hidden, &mask_bias)
+                .with_context(|| format!("encoder.layer.{i}"))?;
         }
         Ok(hidden)
     }
 
-    fn embed(&self, ops: &dyn ForwardOps, input_ids: &Tensor, batch: usize, seq: usize) -> candle_core::Result<Tensor> {
+    fn embed(
+        &self,
+        ops: &dyn ForwardOps,
+        input_ids: &Tensor,
+        batch: usize,
+        seq: usize,
+    ) -> candle_core::Result<Tensor> {
         let h = self.config.hidden_size;
-        let words = self.embeddings.word.index_select(&input_ids.flatten_all()?, 0)?.reshape((batch, seq, h))?;
+        let words = self
+            .embeddings
+            .word
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((batch, seq, h))?;
         let positions = self.embeddings.position.narrow(0, 0, seq)?;
         let token_type = self.embeddings.token_type.get(0)?;
-        let summed = words.broadcast_add(&positions)?.broadcast_add(&token_type)?;
+        let summed = words
+            .broadcast_add(&positions)?
+            .broadcast_add(&token_type)?;
         ops.norm(&self.embeddings.norm, &summed)
     }
 
@@ -232,15 +283,26 @@ impl BertEncoder {
         let heads = self.config.num_attention_heads;
         let head_dim = self.config.head_dim();
         let split_heads = |x: Tensor| -> candle_core::Result<Tensor> {
-            x.reshape((batch, seq, heads, head_dim))?.transpose(1, 2)?.contiguous()
+            x.reshape((batch, seq, heads, head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
         };
         let q = split_heads(ops.linear(&layer.query, index, "attention.self.query", hidden)?)?;
         let k = split_heads(ops.linear(&layer.key, index, "attention.self.key", hidden)?)?;
         let v = split_heads(ops.linear(&layer.value, index, "attention.self.value", hidden)?)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (head_dim as f64).sqrt()))?.broadcast_add(mask_bias)?;
+        let scores =
+            (q.matmul(&k.t()?)? * (1.0 / (head_dim as f64).sqrt()))?.broadcast_add(mask_bias)?;
         let probs = ops.softmax(&scores)?;
-        let context = probs.matmul(&v)?.transpose(1, 2)?.reshape((batch, seq, h))?;
-        let projected = ops.linear(&layer.attention_output, index, "attention.output.dense", &context)?;
+        let context = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((batch, seq, h))?;
+        let projected = ops.linear(
+            &layer.attention_output,
+            index,
+            "attention.output.dense",
+            &context,
+        )?;
         let attended = ops.norm(&layer.attention_norm, &(projected + hidden)?)?;
         let inner = ops.linear(&layer.intermediate, index, "intermediate.dense", &attended)?;
         let inner = match self.activation {
@@ -256,7 +318,13 @@ impl BertEncoder {
 /// The steps of the forward pass that differ between inference and training.
 pub(crate) trait ForwardOps {
     /// `linear` applied to `x`; `layer` and `module` name it (`encoder.layer.{layer}.{module}`).
-    fn linear(&self, linear: &LoraLinear, layer: usize, module: &str, x: &Tensor) -> candle_core::Result<Tensor>;
+    fn linear(
+        &self,
+        linear: &LoraLinear,
+        layer: usize,
+        module: &str,
+        x: &Tensor,
+    ) -> candle_core::Result<Tensor>;
     /// A layer norm over the last dimension.
     fn norm(&self, norm: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor>;
     /// Softmax over the last dimension.
@@ -267,7 +335,13 @@ pub(crate) trait ForwardOps {
 struct Inference;
 
 impl ForwardOps for Inference {
-    fn linear(&self, linear: &LoraLinear, _layer: usize, _module: &str, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn linear(
+        &self,
+        linear: &LoraLinear,
+        _layer: usize,
+        _module: &str,
+        x: &Tensor,
+    ) -> candle_core::Result<Tensor> {
         linear.forward(x)
     }
     fn norm(&self, norm: &LayerNorm, x: &Tensor) -> candle_core::Result<Tensor> {

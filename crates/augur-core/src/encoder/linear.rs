@@ -28,15 +28,23 @@ pub struct LoraLinear {
 impl LoraLinear {
     /// Wraps an existing weight `[out, in]` and bias `[out]`.
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Self {
-        Self { weight, bias, lora: None }
+        Self {
+            weight,
+            bias,
+            lora: None,
+        }
     }
 
     /// Loads `weight` and `bias` under the prefix of `vb` (Hugging Face names, e.g.
     /// `encoder.layer.0.attention.self.query`).
     pub fn load(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Self> {
         let prefix = vb.prefix();
-        let weight = vb.get((out_dim, in_dim), "weight").with_context(|| format!("loading {prefix}.weight"))?;
-        let bias = vb.get(out_dim, "bias").with_context(|| format!("loading {prefix}.bias"))?;
+        let weight = vb
+            .get((out_dim, in_dim), "weight")
+            .with_context(|| format!("loading {prefix}.weight"))?;
+        let bias = vb
+            .get(out_dim, "bias")
+            .with_context(|| format!("loading {prefix}.bias"))?;
         Ok(Self::new(weight, Some(bias)))
     }
 
@@ -69,10 +77,17 @@ impl LoraLinear {
     /// A copy with the LoRA pair folded into the weight (`W + scale·B·A`), so inference costs
     /// nothing extra. Without a pair, returns a plain copy.
     pub fn merged(&self) -> Result<Self> {
-        let Some(lora) = &self.lora else { return Ok(self.clone()) };
-        let delta = (lora.b.matmul(&lora.a).context("LoRA B·A")? * lora.scale).context("LoRA scale")?;
+        let Some(lora) = &self.lora else {
+            return Ok(self.clone());
+        };
+        let delta =
+            (lora.b.matmul(&lora.a).context("LoRA B·A")? * lora.scale).context("LoRA scale")?;
         let weight = (&self.weight + delta).context("merging LoRA into weight")?;
-        Ok(Self { weight, bias: self.bias.clone(), lora: None })
+        Ok(Self {
+            weight,
+            bias: self.bias.clone(),
+            lora: None,
+        })
     }
 }
 

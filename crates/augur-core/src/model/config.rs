@@ -57,8 +57,10 @@ impl EncoderConfig {
     /// Reads and checks `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(io_error(path))?;
-        let config: Self = serde_json::from_str(&text)
-            .map_err(|source| AugurError::Json { path: path.to_path_buf(), source })?;
+        let config: Self = serde_json::from_str(&text).map_err(|source| AugurError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
         config.check(path)?;
         Ok(config)
     }
@@ -82,8 +84,13 @@ impl EncoderConfig {
     }
 
     fn check(&self, path: &Path) -> Result<()> {
-        let unsupported = |message: String| AugurError::UnsupportedConfig { file: path.to_path_buf(), message };
-        if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+        let unsupported = |message: String| AugurError::UnsupportedConfig {
+            file: path.to_path_buf(),
+            message,
+        };
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
             return Err(unsupported(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
@@ -91,7 +98,9 @@ impl EncoderConfig {
         }
         if let Some(kind) = &self.position_embedding_type {
             if kind != "absolute" {
-                return Err(unsupported(format!("position_embedding_type `{kind}` is not supported; expected `absolute`")));
+                return Err(unsupported(format!(
+                    "position_embedding_type `{kind}` is not supported; expected `absolute`"
+                )));
             }
         }
         self.activation(path)?;
@@ -145,7 +154,12 @@ pub struct ModelCardSettings {
 
 impl Default for ModelCardSettings {
     fn default() -> Self {
-        Self { pooling: PoolingMode::Mean, prompts: BTreeMap::new(), normalize: false, max_seq_length: None }
+        Self {
+            pooling: PoolingMode::Mean,
+            prompts: BTreeMap::new(),
+            normalize: false,
+            max_seq_length: None,
+        }
     }
 }
 
@@ -153,16 +167,26 @@ impl ModelCardSettings {
     /// Reads whatever of the sentence-transformers files exist in `dir`; absent files keep defaults.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let mut settings = Self::default();
-        if let Some(pooling) = read_optional_json::<PoolingFile>(&dir.join("1_Pooling/config.json"))? {
-            settings.pooling = if pooling.pooling_mode_cls_token { PoolingMode::Cls } else { PoolingMode::Mean };
+        if let Some(pooling) =
+            read_optional_json::<PoolingFile>(&dir.join("1_Pooling/config.json"))?
+        {
+            settings.pooling = if pooling.pooling_mode_cls_token {
+                PoolingMode::Cls
+            } else {
+                PoolingMode::Mean
+            };
         }
-        if let Some(st) = read_optional_json::<SentenceTransformersFile>(&dir.join("config_sentence_transformers.json"))? {
+        if let Some(st) = read_optional_json::<SentenceTransformersFile>(
+            &dir.join("config_sentence_transformers.json"),
+        )? {
             settings.prompts = st.prompts;
         }
         if let Some(modules) = read_optional_json::<Vec<ModuleEntry>>(&dir.join("modules.json"))? {
             settings.normalize = modules.iter().any(|m| m.kind.ends_with("Normalize"));
         }
-        if let Some(sbert) = read_optional_json::<SentenceBertFile>(&dir.join("sentence_bert_config.json"))? {
+        if let Some(sbert) =
+            read_optional_json::<SentenceBertFile>(&dir.join("sentence_bert_config.json"))?
+        {
             settings.max_seq_length = sbert.max_seq_length;
         }
         Ok(settings)
@@ -206,7 +230,10 @@ fn read_optional_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Opt
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text)
             .map(Some)
-            .map_err(|source| AugurError::Json { path: path.to_path_buf(), source }),
+            .map_err(|source| AugurError::Json {
+                path: path.to_path_buf(),
+                source,
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error(path)(e)),
     }

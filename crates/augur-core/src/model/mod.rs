@@ -74,12 +74,20 @@ impl ModelLocator {
         let hf_cache = std::env::var_os("HF_HUB_CACHE")
             .map(PathBuf::from)
             .or_else(|| Some(hf_hub::Cache::from_env().path().clone()));
-        Self { models_dirs, hf_cache, allow_download: false }
+        Self {
+            models_dirs,
+            hf_cache,
+            allow_download: false,
+        }
     }
 
     /// A locator that searches only what the `with_*` methods add.
     pub fn empty() -> Self {
-        Self { models_dirs: Vec::new(), hf_cache: None, allow_download: false }
+        Self {
+            models_dirs: Vec::new(),
+            hf_cache: None,
+            allow_download: false,
+        }
     }
 
     /// Searches `dir` before the other models directories.
@@ -109,7 +117,10 @@ impl ModelLocator {
         if as_path.is_dir() {
             return model_files(name, as_path, ModelOrigin::Directory);
         }
-        searched.push(format!("{} (as a directory: does not exist)", as_path.display()));
+        searched.push(format!(
+            "{} (as a directory: does not exist)",
+            as_path.display()
+        ));
 
         let repo_id = repo_id_for(name);
         let short = repo_id.rsplit('/').next().unwrap_or(&repo_id).to_string();
@@ -138,7 +149,11 @@ impl ModelLocator {
         if self.allow_download {
             return download(name, &repo_id);
         }
-        Err(AugurError::ModelNotFound { name: name.to_string(), searched, hint: format!("To fix: {PROVISION_HINT}.") })
+        Err(AugurError::ModelNotFound {
+            name: name.to_string(),
+            searched,
+            hint: format!("To fix: {PROVISION_HINT}."),
+        })
     }
 }
 
@@ -164,15 +179,24 @@ fn model_files(name: &str, dir: &Path, origin: ModelOrigin) -> Result<ModelFiles
         if path.is_file() {
             Ok(path)
         } else {
-            Err(AugurError::MissingModelFile { dir: dir.to_path_buf(), file: file.to_string(), hint: hint.to_string() })
+            Err(AugurError::MissingModelFile {
+                dir: dir.to_path_buf(),
+                file: file.to_string(),
+                hint: hint.to_string(),
+            })
         }
     };
     let config = require("config.json", "the Hugging Face model config")?;
-    let tokenizer = require("tokenizer.json", "a Hugging Face `tokenizers` file; `vocab.txt` alone is not read")?;
+    let tokenizer = require(
+        "tokenizer.json",
+        "a Hugging Face `tokenizers` file; `vocab.txt` alone is not read",
+    )?;
     let weights = if dir.join("model.safetensors").is_file() {
         dir.join("model.safetensors")
     } else {
-        let pickle = ["pytorch_model.bin", "model.bin"].iter().find(|f| dir.join(f).is_file());
+        let pickle = ["pytorch_model.bin", "model.bin"]
+            .iter()
+            .find(|f| dir.join(f).is_file());
         let hint = match pickle {
             Some(found) => format!(
                 "found `{found}`, but only safetensors are loaded (pickle files can run code); convert it with \
@@ -180,9 +204,20 @@ fn model_files(name: &str, dir: &Path, origin: ModelOrigin) -> Result<ModelFiles
             ),
             None => "the weights in safetensors format".to_string(),
         };
-        return Err(AugurError::MissingModelFile { dir: dir.to_path_buf(), file: "model.safetensors".into(), hint });
+        return Err(AugurError::MissingModelFile {
+            dir: dir.to_path_buf(),
+            file: "model.safetensors".into(),
+            hint,
+        });
     };
-    Ok(ModelFiles { name: name.to_string(), dir: dir.to_path_buf(), config, tokenizer, weights, origin })
+    Ok(ModelFiles {
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
+        config,
+        tokenizer,
+        weights,
+        origin,
+    })
 }
 
 #[cfg(feature = "download")]
@@ -196,7 +231,11 @@ fn download(name: &str, repo_id: &str) -> Result<ModelFiles> {
     let config = repo.get("config.json").map_err(fail)?;
     repo.get("tokenizer.json").map_err(fail)?;
     repo.get("model.safetensors").map_err(fail)?;
-    for optional in ["1_Pooling/config.json", "config_sentence_transformers.json", "modules.json"] {
+    for optional in [
+        "1_Pooling/config.json",
+        "config_sentence_transformers.json",
+        "modules.json",
+    ] {
         let _ = repo.get(optional);
     }
     let dir = config.parent().map(Path::to_path_buf).unwrap_or_default();

@@ -24,7 +24,9 @@ impl Provenance {
     pub fn read(dir: &Path) -> Result<Option<Self>> {
         let path = dir.join("provenance.json");
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|source| AugurError::Json { path, source }),
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|source| AugurError::Json { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(io_error(&path)(e)),
         }
@@ -56,8 +58,16 @@ pub fn check_files(dir: &Path, provenance: &Provenance) -> Result<Vec<FileCheck>
         .iter()
         .map(|(file, expected)| {
             let path = dir.join(file);
-            let found = if path.is_file() { Some(sha256_file(&path)?) } else { None };
-            Ok(FileCheck { file: file.clone(), expected: expected.clone(), found })
+            let found = if path.is_file() {
+                Some(sha256_file(&path)?)
+            } else {
+                None
+            };
+            Ok(FileCheck {
+                file: file.clone(),
+                expected: expected.clone(),
+                found,
+            })
         })
         .collect()
 }
@@ -74,5 +84,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }

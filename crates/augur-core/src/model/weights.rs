@@ -15,9 +15,18 @@ use crate::model::config::EncoderConfig;
 pub fn bert_tensor_shapes(config: &EncoderConfig) -> Vec<(String, Vec<usize>)> {
     let (h, i) = (config.hidden_size, config.intermediate_size);
     let mut shapes = vec![
-        ("embeddings.word_embeddings.weight".to_string(), vec![config.vocab_size, h]),
-        ("embeddings.position_embeddings.weight".to_string(), vec![config.max_position_embeddings, h]),
-        ("embeddings.token_type_embeddings.weight".to_string(), vec![config.type_vocab_size, h]),
+        (
+            "embeddings.word_embeddings.weight".to_string(),
+            vec![config.vocab_size, h],
+        ),
+        (
+            "embeddings.position_embeddings.weight".to_string(),
+            vec![config.max_position_embeddings, h],
+        ),
+        (
+            "embeddings.token_type_embeddings.weight".to_string(),
+            vec![config.type_vocab_size, h],
+        ),
         ("embeddings.LayerNorm.weight".to_string(), vec![h]),
         ("embeddings.LayerNorm.bias".to_string(), vec![h]),
     ];
@@ -58,20 +67,28 @@ pub fn read_safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize
         return Err(AugurError::Format {
             path: path.to_path_buf(),
             offset: 0,
-            message: format!("not a safetensors file: header length {header_len} for a file of {file_len} bytes"),
+            message: format!(
+                "not a safetensors file: header length {header_len} for a file of {file_len} bytes"
+            ),
         });
     }
     let mut header = vec![0u8; header_len as usize];
     file.read_exact(&mut header).map_err(io_error(path))?;
-    let raw: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&header)
-        .map_err(|source| AugurError::Json { path: path.to_path_buf(), source })?;
+    let raw: BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(&header).map_err(|source| AugurError::Json {
+            path: path.to_path_buf(),
+            source,
+        })?;
     let mut shapes = BTreeMap::new();
     for (name, value) in raw {
         if name == "__metadata__" {
             continue;
         }
-        let entry: HeaderEntry = serde_json::from_value(value)
-            .map_err(|source| AugurError::Json { path: path.to_path_buf(), source })?;
+        let entry: HeaderEntry =
+            serde_json::from_value(value).map_err(|source| AugurError::Json {
+                path: path.to_path_buf(),
+                source,
+            })?;
         shapes.insert(name, entry.shape);
     }
     Ok(shapes)
@@ -81,12 +98,20 @@ pub fn read_safetensors_shapes(path: &Path) -> Result<BTreeMap<String, Vec<usize
 /// Returns the name prefix the checkpoint uses (`""` or `"bert."`).
 pub fn check_weights(weights: &Path, config: &EncoderConfig) -> Result<String> {
     let stored = read_safetensors_shapes(weights)?;
-    let prefix = if stored.contains_key("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
+    let prefix = if stored.contains_key("bert.embeddings.word_embeddings.weight") {
+        "bert."
+    } else {
+        ""
+    };
     for (name, expected) in bert_tensor_shapes(config) {
         let full = format!("{prefix}{name}");
         match stored.get(&full) {
             None => {
-                return Err(AugurError::MissingTensor { file: weights.to_path_buf(), tensor: full, expected });
+                return Err(AugurError::MissingTensor {
+                    file: weights.to_path_buf(),
+                    tensor: full,
+                    expected,
+                });
             }
             Some(found) if *found != expected => {
                 return Err(AugurError::ShapeMismatch {

@@ -76,12 +76,23 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn error(&self, message: impl Into<String>) -> AugurError {
-        AugurError::Format { path: self.path.to_path_buf(), offset: self.pos as u64, message: message.into() }
+        AugurError::Format {
+            path: self.path.to_path_buf(),
+            offset: self.pos as u64,
+            message: message.into(),
+        }
     }
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.bytes.len()).ok_or_else(|| {
-            self.error(format!("file ends while reading {what} ({n} bytes needed, {} left)", self.bytes.len() - self.pos))
-        })?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&e| e <= self.bytes.len())
+            .ok_or_else(|| {
+                self.error(format!(
+                    "file ends while reading {what} ({n} bytes needed, {} left)",
+                    self.bytes.len() - self.pos
+                ))
+            })?;
         let slice = &self.bytes[self.pos..end];
         self.pos = end;
         Ok(slice)
@@ -90,16 +101,24 @@ impl<'a> Cursor<'a> {
         Ok(self.take(1, what)?[0])
     }
     fn u16(&mut self, what: &str) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.take(2, what)?.try_into().expect("2 bytes")))
+        Ok(u16::from_le_bytes(
+            self.take(2, what)?.try_into().expect("2 bytes"),
+        ))
     }
     fn u32(&mut self, what: &str) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4, what)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self, what: &str) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8, what)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8, what)?.try_into().expect("8 bytes"),
+        ))
     }
     fn f32(&mut self, what: &str) -> Result<f32> {
-        Ok(f32::from_le_bytes(self.take(4, what)?.try_into().expect("4 bytes")))
+        Ok(f32::from_le_bytes(
+            self.take(4, what)?.try_into().expect("4 bytes"),
+        ))
     }
     /// An `i32` that must be a non-negative count.
     fn count(&mut self, what: &str) -> Result<usize> {
@@ -118,7 +137,11 @@ impl E5s1File {
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(io_error(path))?;
         let (header, tensors) = {
-            let mut c = Cursor { path, bytes: &bytes, pos: 0 };
+            let mut c = Cursor {
+                path,
+                bytes: &bytes,
+                pos: 0,
+            };
             let magic = c.take(4, "magic")?;
             if magic != b"E5S1" {
                 return Err(AugurError::Format {
@@ -138,7 +161,9 @@ impl E5s1File {
             let eps = c.f32("ln_eps")?;
             let block = c.count("block")?;
             if block != Q4_BLOCK {
-                return Err(c.error(format!("expected quantisation block {Q4_BLOCK}, found {block}")));
+                return Err(c.error(format!(
+                    "expected quantisation block {Q4_BLOCK}, found {block}"
+                )));
             }
             let pieces = c.count("tokenizer n_pieces")?;
             for field in ["bos", "eos", "pad", "unk"] {
@@ -161,16 +186,26 @@ impl E5s1File {
                 let n_elements = c.u32("tensor n_elements")? as usize;
                 let offset = c.u64("tensor offset")? as usize;
                 let n_bytes = c.u64("tensor n_bytes")? as usize;
-                if offset.checked_add(n_bytes).is_none_or(|end| end > bytes.len()) {
+                if offset
+                    .checked_add(n_bytes)
+                    .is_none_or(|end| end > bytes.len())
+                {
                     return Err(c.error(format!(
                         "tensor `{name}` claims bytes {offset}..{} beyond the file's {} bytes",
                         offset.saturating_add(n_bytes),
                         bytes.len()
                     )));
                 }
-                let tensor = E5s1Tensor { name, n_elements, offset, n_bytes };
+                let tensor = E5s1Tensor {
+                    name,
+                    n_elements,
+                    offset,
+                    n_bytes,
+                };
                 let q4_bytes = n_elements.div_ceil(Q4_BLOCK) * Q4_BLOCK_BYTES;
-                if tensor.is_quantized() && (!n_elements.is_multiple_of(Q4_BLOCK) || n_bytes != q4_bytes) {
+                if tensor.is_quantized()
+                    && (!n_elements.is_multiple_of(Q4_BLOCK) || n_bytes != q4_bytes)
+                {
                     return Err(c.error(format!(
                         "tensor `{}`: {n_bytes} bytes fit neither f32 ({} bytes) nor Q4_0 ({q4_bytes} bytes) for {n_elements} values",
                         tensor.name,
@@ -193,16 +228,32 @@ impl E5s1File {
                 model_type: Some("bert".into()),
                 position_embedding_type: Some("absolute".into()),
             };
-            (E5s1Header { version, config, block, tokenizer_pieces: pieces }, tensors)
+            (
+                E5s1Header {
+                    version,
+                    config,
+                    block,
+                    tokenizer_pieces: pieces,
+                },
+                tensors,
+            )
         };
-        Ok(Self { path: path.to_path_buf(), bytes, header, tensors })
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+            header,
+            tensors,
+        })
     }
 
     /// The tensor's values as f32 (dequantised when stored as Q4_0).
     pub fn values(&self, tensor: &E5s1Tensor) -> Vec<f32> {
         let data = &self.bytes[tensor.offset..tensor.offset + tensor.n_bytes];
         if !tensor.is_quantized() {
-            return data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))).collect();
+            return data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect();
         }
         let mut out = Vec::with_capacity(tensor.n_elements);
         for block in data.chunks_exact(Q4_BLOCK_BYTES) {
@@ -224,8 +275,12 @@ pub fn hf_name(e5s1_name: &str) -> Option<String> {
         _ => return None,
     };
     let module = match base {
-        "emb.word" => return (param == "weight").then(|| "embeddings.word_embeddings.weight".to_string()),
-        "emb.pos" => return (param == "weight").then(|| "embeddings.position_embeddings.weight".to_string()),
+        "emb.word" => {
+            return (param == "weight").then(|| "embeddings.word_embeddings.weight".to_string())
+        }
+        "emb.pos" => {
+            return (param == "weight").then(|| "embeddings.position_embeddings.weight".to_string())
+        }
         "emb.ln" => return Some(format!("embeddings.LayerNorm.{param}")),
         _ => base,
     };
@@ -274,7 +329,11 @@ pub fn convert_e5s1(e5s1: &Path, tokenizer: &Path, out_dir: &Path) -> Result<Con
     let config = &file.header.config;
     let expected: HashMap<String, Vec<usize>> = bert_tensor_shapes(config).into_iter().collect();
     let mut tensors = HashMap::new();
-    let mut report = ConversionReport { tensors: 0, dequantized: 0, parameters: 0 };
+    let mut report = ConversionReport {
+        tensors: 0,
+        dequantized: 0,
+        parameters: 0,
+    };
     for entry in &file.tensors {
         let name = hf_name_any(&entry.name).ok_or_else(|| AugurError::Format {
             path: e5s1.to_path_buf(),
@@ -284,7 +343,10 @@ pub fn convert_e5s1(e5s1: &Path, tokenizer: &Path, out_dir: &Path) -> Result<Con
         let shape = expected.get(&name).ok_or_else(|| AugurError::Format {
             path: e5s1.to_path_buf(),
             offset: entry.offset as u64,
-            message: format!("tensor `{}` maps to `{name}`, which a BertModel of this config does not have", entry.name),
+            message: format!(
+                "tensor `{}` maps to `{name}`, which a BertModel of this config does not have",
+                entry.name
+            ),
         })?;
         if shape.iter().product::<usize>() != entry.n_elements {
             return Err(AugurError::ShapeMismatch {
@@ -295,13 +357,17 @@ pub fn convert_e5s1(e5s1: &Path, tokenizer: &Path, out_dir: &Path) -> Result<Con
             });
         }
         let values = file.values(entry);
-        let tensor = Tensor::from_vec(values, shape.as_slice(), &Device::Cpu).with_context(|| format!("building {name}"))?;
+        let tensor = Tensor::from_vec(values, shape.as_slice(), &Device::Cpu)
+            .with_context(|| format!("building {name}"))?;
         report.tensors += 1;
         report.dequantized += usize::from(entry.is_quantized());
         report.parameters += entry.n_elements;
         tensors.insert(name, tensor);
     }
-    if let Some((missing, _)) = expected.iter().find(|(name, _)| !tensors.contains_key(*name)) {
+    if let Some((missing, _)) = expected
+        .iter()
+        .find(|(name, _)| !tensors.contains_key(*name))
+    {
         return Err(AugurError::MissingTensor {
             file: e5s1.to_path_buf(),
             tensor: missing.clone(),
@@ -310,7 +376,8 @@ pub fn convert_e5s1(e5s1: &Path, tokenizer: &Path, out_dir: &Path) -> Result<Con
     }
     std::fs::create_dir_all(out_dir.join("1_Pooling")).map_err(io_error(out_dir))?;
     let weights_tmp = out_dir.join("model.safetensors.partial");
-    candle_core::safetensors::save(&tensors, &weights_tmp).with_context(|| format!("writing {}", weights_tmp.display()))?;
+    candle_core::safetensors::save(&tensors, &weights_tmp)
+        .with_context(|| format!("writing {}", weights_tmp.display()))?;
     std::fs::rename(&weights_tmp, out_dir.join("model.safetensors")).map_err(io_error(out_dir))?;
     std::fs::copy(tokenizer, out_dir.join("tokenizer.json")).map_err(io_error(tokenizer))?;
 
@@ -320,17 +387,33 @@ pub fn convert_e5s1(e5s1: &Path, tokenizer: &Path, out_dir: &Path) -> Result<Con
     config_json["hidden_dropout_prob"] = json!(0.1);
     config_json["attention_probs_dropout_prob"] = json!(0.1);
     config_json["initializer_range"] = json!(0.02);
-    config_json["_source"] = json!(format!("converted by augur from E5S1 v{} ({})", file.header.version, file.path.display()));
+    config_json["_source"] = json!(format!(
+        "converted by augur from E5S1 v{} ({})",
+        file.header.version,
+        file.path.display()
+    ));
     let files = [
         ("config.json", config_json),
-        ("1_Pooling/config.json", json!({"word_embedding_dimension": config.hidden_size, "pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true})),
-        ("config_sentence_transformers.json", json!({"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": null})),
-        ("sentence_bert_config.json", json!({"max_seq_length": config.max_position_embeddings, "do_lower_case": false})),
-        ("modules.json", json!([
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-            {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
-        ])),
+        (
+            "1_Pooling/config.json",
+            json!({"word_embedding_dimension": config.hidden_size, "pooling_mode_cls_token": false, "pooling_mode_mean_tokens": true}),
+        ),
+        (
+            "config_sentence_transformers.json",
+            json!({"prompts": {"query": "query: ", "passage": "passage: "}, "default_prompt_name": null}),
+        ),
+        (
+            "sentence_bert_config.json",
+            json!({"max_seq_length": config.max_position_embeddings, "do_lower_case": false}),
+        ),
+        (
+            "modules.json",
+            json!([
+                {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+            ]),
+        ),
     ];
     for (name, value) in files {
         let path = out_dir.join(name);

@@ -44,7 +44,9 @@ pub fn minilm() -> &'static Embedder {
 }
 
 /// Words of the tiny model's whitespace word-level vocabulary.
-pub const TINY_WORDS: &[&str] = &["[UNK]", "[CLS]", "[SEP]", "[PAD]", "budget", "approved", "next", "quarter"];
+pub const TINY_WORDS: &[&str] = &[
+    "[UNK]", "[CLS]", "[SEP]", "[PAD]", "budget", "approved", "next", "quarter",
+];
 
 /// Settings for [`write_tiny_model`], to break one thing at a time.
 pub struct TinySpec {
@@ -60,7 +62,14 @@ pub struct TinySpec {
 
 impl Default for TinySpec {
     fn default() -> Self {
-        Self { hidden: 8, layers: 1, vocab_size: TINY_WORDS.len(), hidden_act: "gelu", misshapen: None, missing: None }
+        Self {
+            hidden: 8,
+            layers: 1,
+            vocab_size: TINY_WORDS.len(),
+            hidden_act: "gelu",
+            misshapen: None,
+            missing: None,
+        }
     }
 }
 
@@ -74,8 +83,11 @@ pub fn write_tiny_model(dir: &Path, spec: &TinySpec) {
         "model_type": "bert"
     });
     std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
-    let vocab: serde_json::Map<String, serde_json::Value> =
-        TINY_WORDS.iter().enumerate().map(|(i, w)| (w.to_string(), serde_json::json!(i))).collect();
+    let vocab: serde_json::Map<String, serde_json::Value> = TINY_WORDS
+        .iter()
+        .enumerate()
+        .map(|(i, w)| (w.to_string(), serde_json::json!(i)))
+        .collect();
     let tokenizer = serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
         "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
@@ -97,7 +109,10 @@ pub fn write_tiny_model(dir: &Path, spec: &TinySpec) {
         if spec.misshapen == Some(name.as_str()) {
             shape[0] += 1;
         }
-        let t = Tensor::randn(0f32, 0.1, shape.as_slice(), &Device::Cpu).unwrap().to_dtype(DType::F32).unwrap();
+        let t = Tensor::randn(0f32, 0.1, shape.as_slice(), &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
         tensors.insert(name, t);
     }
     candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).unwrap();
