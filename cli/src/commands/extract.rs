@@ -353,12 +353,7 @@ fn hits_table(
             note_id.push(found.note_id.clone());
             sentiment.push(found.sentiment);
             signal.push(hit.map(|h| h.signal.clone()));
-            kind.push(hit.map(|h| {
-                serde_json::to_value(h.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            }));
+            kind.push(hit.map(|h| h.kind.as_str().to_string()));
             probability.push(hit.map(|h| h.probability));
             evidence.push(hit.map(|h| h.evidence.clone()));
             char_start.push(hit.map(|h| h.char_start as u32));

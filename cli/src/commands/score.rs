@@ -573,8 +573,6 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
             bin.from, bin.predicted, bin.observed, bin.count
         );
     }
-    let mut top: Vec<_> = scorer.terms.iter().collect();
-    top.sort_by(|a, b| (b.weight.abs() * 1.0).total_cmp(&(a.weight.abs())));
     println!("model -> {}", args.output.display());
     Ok(())
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::embed::{Embedder, TokenWindow};
 use crate::encoder::adapter::{AdapterConfig, LoraAdapter};
-use crate::encoder::bert::{BertEncoder, ForwardOps};
+use crate::encoder::bert::{BertEncoder, EncoderLayer, ForwardOps};
 use crate::encoder::linear::{LoraLinear, LoraPair};
 use crate::error::{io_error, AugurError, CandleContext, Result};
 use crate::model::InputKind;
@@ -110,14 +110,11 @@ pub struct TrainableLora {
     config: FineTuneConfig,
 }
 
-fn module_suffix(target: &str) -> &str {
+/// The module path inside a layer for a PEFT target name (`query` → `attention.self.query`).
+fn module_suffix(target: &str) -> String {
     match target {
-        "query" | "key" | "value" => match target {
-            "query" => "attention.self.query",
-            "key" => "attention.self.key",
-            _ => "attention.self.value",
-        },
-        other => other,
+        "query" | "key" | "value" => format!("attention.self.{target}"),
+        other => other.to_string(),
     }
 }
 
@@ -125,23 +122,15 @@ impl TrainableLora {
     /// New pairs on every targeted linear of `encoder`: `A` uniform in ±1/√in (seeded), `B` zero,
     /// so training starts from the base model exactly.
     pub fn new(encoder: &BertEncoder, config: &FineTuneConfig) -> Result<Self> {
-        let known = [
-            "attention.self.query",
-            "attention.self.key",
-            "attention.self.value",
-            "attention.output.dense",
-            "intermediate.dense",
-            "output.dense",
-        ];
         let mut rng = SeededRng::new(config.seed);
         let mut pairs = BTreeMap::new();
         for target in &config.targets {
             let suffix = module_suffix(target);
-            if !known.contains(&suffix) {
+            if !EncoderLayer::LINEAR_MODULES.contains(&suffix.as_str()) {
                 return Err(AugurError::InvalidArgument(format!("unknown LoRA target `{target}`; expected query, key, value, attention.output.dense, intermediate.dense or output.dense")));
             }
             for (i, layer) in encoder.layers().iter().enumerate() {
-                let linear = layer.linear(suffix).expect("known module");
+                let linear = layer.linear(&suffix).expect("known module");
                 let (out_dim, in_dim) = linear.weight().dims2().context("linear weight")?;
                 let bound = 1.0 / (in_dim as f64).sqrt();
                 let a: Vec<f32> = (0..config.r * in_dim)

@@ -69,6 +69,17 @@ pub enum AttributeExtractor {
     },
 }
 
+impl SignalKind {
+    /// Lower-case name, as written in outputs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignalKind::Buying => "buying",
+            SignalKind::Risk => "risk",
+            SignalKind::Info => "info",
+        }
+    }
+}
+
 impl AttributeExtractor {
     /// The attribute's name.
     pub fn name(&self) -> &str {

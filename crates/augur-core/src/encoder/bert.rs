@@ -64,17 +64,48 @@ fn load_norm(vb: &VarBuilder, size: usize, eps: f64) -> Result<LayerNorm> {
 }
 
 impl EncoderLayer {
+    /// Hugging Face names of the layer's linear modules, in the order of [`EncoderLayer::linears`].
+    pub const LINEAR_MODULES: [&'static str; 6] = [
+        "attention.self.query",
+        "attention.self.key",
+        "attention.self.value",
+        "attention.output.dense",
+        "intermediate.dense",
+        "output.dense",
+    ];
+
+    /// The linear layers, in the order of [`EncoderLayer::LINEAR_MODULES`].
+    pub fn linears(&self) -> [&LoraLinear; 6] {
+        [
+            &self.query,
+            &self.key,
+            &self.value,
+            &self.attention_output,
+            &self.intermediate,
+            &self.output,
+        ]
+    }
+
+    fn linears_mut(&mut self) -> [&mut LoraLinear; 6] {
+        [
+            &mut self.query,
+            &mut self.key,
+            &mut self.value,
+            &mut self.attention_output,
+            &mut self.intermediate,
+            &mut self.output,
+        ]
+    }
+
     /// The linear layer called `module` (`attention.self.query`, ..., `output.dense`).
     pub fn linear(&self, module: &str) -> Option<&LoraLinear> {
-        Some(match module {
-            "attention.self.query" => &self.query,
-            "attention.self.key" => &self.key,
-            "attention.self.value" => &self.value,
-            "attention.output.dense" => &self.attention_output,
-            "intermediate.dense" => &self.intermediate,
-            "output.dense" => &self.output,
-            _ => return None,
-        })
+        let index = Self::LINEAR_MODULES.iter().position(|m| *m == module)?;
+        Some(self.linears()[index])
+    }
+
+    fn linear_mut(&mut self, module: &str) -> Option<&mut LoraLinear> {
+        let index = Self::LINEAR_MODULES.iter().position(|m| *m == module)?;
+        self.linears_mut().into_iter().nth(index)
     }
 }
 
@@ -190,18 +221,10 @@ impl BertEncoder {
 
     /// The linear layer at a Hugging Face module path (`encoder.layer.3.attention.self.value`).
     fn linear_mut(&mut self, module: &str) -> Option<&mut LoraLinear> {
-        let rest = module.strip_prefix("encoder.layer.")?;
-        let (index, name) = rest.split_once('.')?;
-        let layer = self.layers.get_mut(index.parse::<usize>().ok()?)?;
-        Some(match name {
-            "attention.self.query" => &mut layer.query,
-            "attention.self.key" => &mut layer.key,
-            "attention.self.value" => &mut layer.value,
-            "attention.output.dense" => &mut layer.attention_output,
-            "intermediate.dense" => &mut layer.intermediate,
-            "output.dense" => &mut layer.output,
-            _ => return None,
-        })
+        let (index, name) = module.strip_prefix("encoder.layer.")?.split_once('.')?;
+        self.layers
+            .get_mut(index.parse::<usize>().ok()?)?
+            .linear_mut(name)
     }
 
     /// The transformer layers, in order.
