@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use augur_benches::{first_windows, CandleBaseline};
-use augur_core::embed::TokenWindow;
+use augur_core::embed::{cosine, TokenWindow};
 use augur_core::{Embedder, InputKind, LongTextPolicy, ModelLocator};
 
 struct Args {
@@ -71,18 +71,19 @@ fn load_corpus(path: &PathBuf, limit: usize) -> Result<Vec<String>> {
         .collect()
 }
 
-/// Runs `encode` over `ids` in length-sorted buckets of `batch`; returns seconds.
+/// Runs `encode` over `ids` in length-sorted buckets of `batch` (given the bucket's indices and
+/// rows); returns seconds.
 fn time_buckets(
     ids: &[Vec<u32>],
     batch: usize,
-    mut encode: impl FnMut(&[&[u32]]) -> Result<()>,
+    mut encode: impl FnMut(&[usize], &[&[u32]]) -> Result<()>,
 ) -> Result<f64> {
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|&i| ids[i].len());
     let start = Instant::now();
     for bucket in order.chunks(batch) {
         let rows: Vec<&[u32]> = bucket.iter().map(|&i| ids[i].as_slice()).collect();
-        encode(&rows)?;
+        encode(bucket, &rows)?;
     }
     Ok(start.elapsed().as_secs_f64())
 }
@@ -122,8 +123,8 @@ fn main() -> Result<()> {
             .unwrap_or(1)
     );
     println!(
-        "{:>5} | {:>14} {:>14} | {:>14} {:>14} | {:>6}",
-        "batch", "augur texts/s", "tokens/s", "candle texts/s", "tokens/s", "ratio"
+        "{:>5} | {:>14} {:>14} | {:>14} {:>14} | {:>6} | {:>10}",
+        "batch", "augur texts/s", "tokens/s", "candle texts/s", "tokens/s", "ratio", "min cosine"
     );
     for &batch in &args.batch_sizes {
         let embedder = build(batch)?;
@@ -135,15 +136,24 @@ fn main() -> Result<()> {
                 ids: w.clone(),
             })
             .collect();
-        let ours = {
-            let start = Instant::now();
-            embedder.encode_windows(&windows)?;
-            start.elapsed().as_secs_f64()
-        };
-        let theirs = time_buckets(&ids, batch, |rows| baseline.embed_rows(rows).map(|_| ()))?;
+        let start = Instant::now();
+        let our_vectors = embedder.encode_windows(&windows)?;
+        let ours = start.elapsed().as_secs_f64();
+        let mut their_vectors = vec![Vec::new(); ids.len()];
+        let theirs = time_buckets(&ids, batch, |bucket, rows| {
+            for (&i, v) in bucket.iter().zip(baseline.embed_rows(rows)?) {
+                their_vectors[i] = v;
+            }
+            Ok(())
+        })?;
+        let min_cosine = our_vectors
+            .iter()
+            .zip(&their_vectors)
+            .map(|(a, b)| cosine(a, b))
+            .fold(f32::INFINITY, f32::min);
         let n = texts.len() as f64;
         println!(
-            "{batch:>5} | {:>14.1} {:>14.0} | {:>14.1} {:>14.0} | {:>5.2}x",
+            "{batch:>5} | {:>14.1} {:>14.0} | {:>14.1} {:>14.0} | {:>5.2}x | {min_cosine:>10.6}",
             n / ours,
             tokens as f64 / ours,
             n / theirs,

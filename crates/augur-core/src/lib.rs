@@ -23,6 +23,8 @@ pub mod model;
 pub mod provision;
 
 pub use embed::{Embedder, EmbedderBuilder, LongTextPolicy};
-pub use encoder::{AdapterConfig, BertEncoder, LoraAdapter, LoraLinear, LoraPair};
+pub use encoder::{
+    AdapterConfig, BertEncoder, LoraAdapter, LoraLinear, LoraPair, RaggedEncoder, RaggedStates,
+};
 pub use error::{AugurError, Result};
 pub use model::{EncoderConfig, InputKind, ModelFiles, ModelLocator, PoolingMode, DEFAULT_MODEL};

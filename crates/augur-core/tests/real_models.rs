@@ -226,3 +226,56 @@ fn e5_places_chinese_and_english_paraphrases_together() {
         "zh/en paraphrase {same:.3} should beat an unrelated English sentence {other:.3}"
     );
 }
+
+/// The unpadded CPU path (fused QKV, own kernels) against the candle forward on a padded batch.
+fn assert_ragged_matches_padded(model: &Embedder) {
+    let texts = [
+        "客户确认产线升级预算已批复，当前PLC型号为西门子S7-1500，下月初安排技术交流",
+        "ok",
+        "We're also talking to Rockwell about the MES piece; the compliance audit is next quarter.",
+        "服务工单超过SLA三天了，客户很不满意",
+    ];
+    let windows = model.windows(&texts, InputKind::Passage).unwrap();
+    let rows: Vec<&[u32]> = windows.iter().map(|w| w[0].ids.as_slice()).collect();
+    let ragged = augur_core::RaggedEncoder::new(model.encoder())
+        .unwrap()
+        .forward(&rows)
+        .unwrap();
+    let seq = rows.iter().map(|r| r.len()).max().unwrap();
+    let pad = model.encoder().config().pad_token_id;
+    let mut ids = Vec::new();
+    let mut mask = Vec::new();
+    for row in &rows {
+        ids.extend_from_slice(row);
+        ids.resize(ids.len() + seq - row.len(), pad);
+        mask.extend((0..seq).map(|i| u32::from(i < row.len())));
+    }
+    let ids = Tensor::from_vec(ids, (rows.len(), seq), &Device::Cpu).unwrap();
+    let mask = Tensor::from_vec(mask, (rows.len(), seq), &Device::Cpu).unwrap();
+    let padded: Vec<Vec<Vec<f32>>> = model
+        .encoder()
+        .forward(&ids, &mask)
+        .unwrap()
+        .to_vec3()
+        .unwrap();
+    let mut max_diff = 0f32;
+    for (i, row) in rows.iter().enumerate() {
+        let states = ragged.sequence(i);
+        assert_eq!(states.len(), row.len() * ragged.hidden);
+        for (t, token) in states.chunks(ragged.hidden).enumerate() {
+            for (a, b) in token.iter().zip(&padded[i][t]) {
+                max_diff = max_diff.max((a - b).abs());
+            }
+        }
+    }
+    assert!(
+        max_diff < 1e-4,
+        "ragged vs padded forward: max abs diff {max_diff}"
+    );
+}
+
+#[test]
+fn unpadded_cpu_path_equals_the_candle_forward() {
+    assert_ragged_matches_padded(e5());
+    assert_ragged_matches_padded(minilm());
+}

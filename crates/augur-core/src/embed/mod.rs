@@ -1,14 +1,16 @@
 //! Text in, vectors out: prefix → tokenize (in parallel) → split into windows → length-bucketed
-//! batches through the encoder → pool → merge windows → L2-normalise. Output order is input order.
+//! batches through the encoder (unpadded on the CPU) → pool → merge windows → L2-normalise. Output order is input order.
 
 pub mod pool;
 pub mod window;
+
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 use tokenizers::Tokenizer;
 
-use crate::encoder::BertEncoder;
+use crate::encoder::{BertEncoder, RaggedEncoder};
 use crate::error::{AugurError, CandleContext, Result};
 use crate::model::{InputKind, ModelCardSettings, ModelFiles, ModelLocator, PoolingMode};
 
@@ -90,6 +92,7 @@ impl EmbedderBuilder {
             long_text: self.long_text,
             max_tokens,
             batch_size: self.batch_size,
+            ragged: ragged_for(&encoder)?,
             encoder,
             tokenizer,
             card,
@@ -129,6 +132,8 @@ fn load_tokenizer(files: &ModelFiles, model_vocab: usize) -> Result<Tokenizer> {
 #[derive(Clone)]
 pub struct Embedder {
     encoder: BertEncoder,
+    /// The unpadded CPU inference path (absent when the weights live on another device).
+    ragged: Option<Arc<RaggedEncoder>>,
     tokenizer: Tokenizer,
     card: ModelCardSettings,
     files: ModelFiles,
@@ -158,9 +163,7 @@ impl Embedder {
     /// several adapters can be held and switched without reloading the model.
     pub fn with_adapter(&self, adapter: &crate::encoder::LoraAdapter) -> Result<Self> {
         adapter.check_base(&self.files.dir.display().to_string())?;
-        let mut adapted = self.clone();
-        adapted.encoder = self.encoder.with_adapter(adapter)?;
-        Ok(adapted)
+        self.with_adapter_unchecked(adapter)
     }
 
     /// Like [`Embedder::with_adapter`] without the base-model name check (for adapters being trained).
@@ -170,6 +173,7 @@ impl Embedder {
     ) -> Result<Self> {
         let mut adapted = self.clone();
         adapted.encoder = self.encoder.with_adapter(adapter)?;
+        adapted.ragged = ragged_for(&adapted.encoder)?;
         Ok(adapted)
     }
 
@@ -278,19 +282,32 @@ impl Embedder {
     }
 
     /// Pools each window (un-normalised). Windows are sorted by length and run in buckets of
-    /// `batch_size`, each padded only to its own longest window; results come back in input order.
+    /// `batch_size` (unpadded on the CPU; elsewhere each bucket is padded only to its own longest
+    /// window); results come back in input order.
     pub fn encode_windows(&self, windows: &[TokenWindow]) -> Result<Vec<Vec<f32>>> {
         let mut order: Vec<usize> = (0..windows.len()).collect();
         order.sort_by_key(|&i| windows[i].ids.len());
         let mut out = vec![Vec::new(); windows.len()];
         for bucket in order.chunks(self.batch_size) {
             let rows: Vec<&[u32]> = bucket.iter().map(|&i| windows[i].ids.as_slice()).collect();
-            let pooled = self.encode_padded(&rows)?;
+            let pooled = self.encode_batch(&rows)?;
             for (&i, vector) in bucket.iter().zip(pooled) {
                 out[i] = vector;
             }
         }
         Ok(out)
+    }
+
+    /// Runs one batch through the encoder and pooler: unpadded on the CPU, padded elsewhere.
+    fn encode_batch(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        let Some(ragged) = &self.ragged else {
+            return self.encode_padded(rows);
+        };
+        let states = ragged.forward(rows)?;
+        let pooler = pool::pooler_for(self.pooling);
+        Ok((0..states.len())
+            .map(|i| pooler.pool_tokens(states.sequence(i), states.hidden))
+            .collect())
     }
 
     /// Runs one padded batch through the encoder and pooler.
@@ -312,5 +329,14 @@ impl Embedder {
         let hidden = self.encoder.forward(&ids, &mask)?;
         let pooled = pool::pooler_for(self.pooling).pool(&hidden, &mask)?;
         pooled.to_vec2::<f32>().context("reading pooled vectors")
+    }
+}
+
+/// The unpadded inference path for an encoder whose weights are on the CPU.
+fn ragged_for(encoder: &BertEncoder) -> Result<Option<Arc<RaggedEncoder>>> {
+    if encoder.device().is_cpu() {
+        Ok(Some(Arc::new(RaggedEncoder::new(encoder)?)))
+    } else {
+        Ok(None)
     }
 }

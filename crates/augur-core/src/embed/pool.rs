@@ -9,6 +9,8 @@ use crate::model::config::PoolingMode;
 pub trait Pooler: Send + Sync {
     /// Pools `hidden` `[batch, seq, hidden]` under `mask` `[batch, seq]` into `[batch, hidden]`.
     fn pool(&self, hidden: &Tensor, mask: &Tensor) -> Result<Tensor>;
+    /// Pools the token states of one unpadded sequence, row-major `[tokens, hidden]`.
+    fn pool_tokens(&self, states: &[f32], hidden: usize) -> Vec<f32>;
 }
 
 /// Mean of the token states, padding excluded (sentence-transformers' `mean_tokens`).
@@ -34,6 +36,16 @@ impl Pooler for MeanPooling {
             .broadcast_div(&counts)
             .context("mean pooling: divide")
     }
+
+    fn pool_tokens(&self, states: &[f32], hidden: usize) -> Vec<f32> {
+        let mut mean = vec![0f32; hidden];
+        for row in states.chunks_exact(hidden) {
+            mean.iter_mut().zip(row).for_each(|(m, x)| *m += x);
+        }
+        let count = (states.len() / hidden).max(1) as f32;
+        mean.iter_mut().for_each(|m| *m /= count);
+        mean
+    }
 }
 
 impl Pooler for ClsPooling {
@@ -42,6 +54,12 @@ impl Pooler for ClsPooling {
             .i((.., 0, ..))
             .and_then(|t| t.contiguous())
             .context("CLS pooling")
+    }
+
+    fn pool_tokens(&self, states: &[f32], hidden: usize) -> Vec<f32> {
+        states
+            .get(..hidden)
+            .map_or(vec![0.0; hidden], <[f32]>::to_vec)
     }
 }
 

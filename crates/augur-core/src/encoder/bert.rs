@@ -103,6 +103,11 @@ impl EncoderLayer {
         Some(self.linears()[index])
     }
 
+    /// The layer norms after attention and after the feed-forward block.
+    pub(crate) fn norms(&self) -> (&LayerNorm, &LayerNorm) {
+        (&self.attention_norm, &self.output_norm)
+    }
+
     fn linear_mut(&mut self, module: &str) -> Option<&mut LoraLinear> {
         let index = Self::LINEAR_MODULES.iter().position(|m| *m == module)?;
         self.linears_mut().into_iter().nth(index)
@@ -182,6 +187,17 @@ impl BertEncoder {
     /// The architecture this encoder was loaded with.
     pub fn config(&self) -> &EncoderConfig {
         &self.config
+    }
+
+    /// The feed-forward activation.
+    pub(crate) fn activation(&self) -> Activation {
+        self.activation
+    }
+
+    /// Word, position and token-type embedding tables and the embedding layer norm.
+    pub(crate) fn embedding_tensors(&self) -> (&Tensor, &Tensor, &Tensor, &LayerNorm) {
+        let e = &self.embeddings;
+        (&e.word, &e.position, &e.token_type, &e.norm)
     }
 
     /// The device the weights live on.

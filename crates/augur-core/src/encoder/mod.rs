@@ -2,8 +2,11 @@
 
 pub mod adapter;
 pub mod bert;
+mod kernels;
 pub mod linear;
+pub mod ragged;
 
 pub use adapter::{AdapterConfig, LoraAdapter};
 pub use bert::{BertEncoder, EncoderLayer};
 pub use linear::{LoraLinear, LoraPair};
+pub use ragged::{RaggedEncoder, RaggedStates};
