@@ -1,5 +1,6 @@
 //! `augur`: buying signals, intent and churn scores from sales notes — the command line.
 
+mod chunked;
 mod commands;
 mod notes;
 mod progress;

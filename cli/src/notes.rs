@@ -28,6 +28,7 @@ pub struct ColumnArgs {
 }
 
 /// A row that could not be processed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Reject {
     /// 1-based data row.
     pub row: usize,
@@ -76,16 +77,20 @@ pub fn optional_strings(df: &DataFrame, name: &str) -> Result<Option<Vec<Option<
 
 /// The usable notes of a table (with their 0-based row) and the rejected rows.
 pub struct NotesTable {
-    /// `(row, note)` for every usable row.
+    /// `(row, note)` for every usable row (`row` counts from `df`'s first row).
     pub notes: Vec<(usize, Note)>,
     /// Rows that could not be used, with reasons.
     pub rejects: Vec<Reject>,
-    /// Rows in the table.
-    pub rows: usize,
 }
 
-/// Reads notes from `df` (file `input`, for messages) using the column mapping.
-pub fn notes_from_table(df: &DataFrame, input: &Path, columns: &ColumnArgs) -> Result<NotesTable> {
+/// Reads notes from `df` (file `input`, for messages) using the column mapping; `first_row` is the
+/// 0-based row of `df`'s first row in the file (for row numbers in rejects and default ids).
+pub fn notes_from_table(
+    df: &DataFrame,
+    first_row: usize,
+    input: &Path,
+    columns: &ColumnArgs,
+) -> Result<NotesTable> {
     let Some(texts) = optional_strings(df, &columns.text_column)? else {
         let names: Vec<String> = df
             .get_column_names()
@@ -109,10 +114,10 @@ pub fn notes_from_table(df: &DataFrame, input: &Path, columns: &ColumnArgs) -> R
         let id = ids
             .as_ref()
             .and_then(|c| c[row].clone())
-            .unwrap_or_else(|| format!("row-{}", row + 1));
+            .unwrap_or_else(|| format!("row-{}", first_row + row + 1));
         let mut reject = |reason: String| {
             rejects.push(Reject {
-                row: row + 1,
+                row: first_row + row + 1,
                 id: id.clone(),
                 reason,
             })
@@ -141,11 +146,7 @@ pub fn notes_from_table(df: &DataFrame, input: &Path, columns: &ColumnArgs) -> R
         notes.push((row, note));
     }
 
-    Ok(NotesTable {
-        notes,
-        rejects,
-        rows: texts.len(),
-    })
+    Ok(NotesTable { notes, rejects })
 }
 
 /// Writes rejects (row, id, reason) to `path`; removes a stale file when there are none.

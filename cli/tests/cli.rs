@@ -292,3 +292,44 @@ fn outputs_go_into_folders_that_do_not_exist_yet() {
     );
     assert!(embedded.is_file());
 }
+
+/// Regression: reading in chunks must not change the output (CSV header once, global row
+/// numbers in rejects), and invalid UTF-8 in one row rejects that row only.
+#[test]
+fn chunked_reading_gives_the_same_output_and_rejects_invalid_utf8_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut input = std::fs::read(sample()).unwrap();
+    input.extend_from_slice(b"N-010,ACC-9,2026-11-20,chat,\"\xff\xfe broken bytes \xc3\"\r\n");
+    let input_path = tmp.path().join("notes.csv");
+    std::fs::write(&input_path, input).unwrap();
+    let run = |chunk: &str, name: &str| {
+        let out = tmp.path().join(name);
+        let run = augur(&[
+            "extract",
+            input_path.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--chunk-size",
+            chunk,
+        ]);
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let rejects = std::fs::read_to_string(out.with_extension("rejects.csv"))
+            .unwrap_or_else(|_| panic!("rejects of {name}"));
+        (std::fs::read(&out).unwrap(), rejects)
+    };
+    let (whole, whole_rejects) = run("1000", "whole.csv");
+    let (chunked, chunked_rejects) = run("3", "chunked.csv");
+    assert_eq!(whole, chunked, "output depends on the chunk size");
+    assert_eq!(
+        whole_rejects, chunked_rejects,
+        "rejects depend on the chunk size"
+    );
+    assert!(
+        chunked_rejects.contains("10,N-010,text is not valid UTF-8"),
+        "{chunked_rejects}"
+    );
+}

@@ -1,4 +1,4 @@
-//! `augur extract --resume`: a job killed with SIGKILL mid-way continues from its checkpoint and
+//! `augur extract --resume` / `augur embed --resume`: a job killed with SIGKILL mid-way continues from its checkpoint and
 //! produces output identical to an uninterrupted run; the output appears only when complete.
 
 use std::path::{Path, PathBuf};
@@ -29,10 +29,11 @@ fn write_input(path: &Path) -> usize {
     n
 }
 
-fn extract(input: &Path, output: &Path, extra: &[&str]) -> Command {
+/// `augur SUBCOMMAND INPUT -o OUTPUT --chunk-size 16 EXTRA...`
+fn job(subcommand: &str, input: &Path, output: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_augur"));
     cmd.args([
-        "extract",
+        subcommand,
         input.to_str().unwrap(),
         "-o",
         output.to_str().unwrap(),
@@ -44,36 +45,38 @@ fn extract(input: &Path, output: &Path, extra: &[&str]) -> Command {
     cmd
 }
 
-#[test]
-fn killed_job_resumes_to_identical_output() {
+/// Runs `subcommand` once uninterrupted and once killed with SIGKILL after two chunks and then
+/// resumed; both outputs (named `full.EXT` / `resumed.EXT`) must be byte-identical.
+fn killed_job_resumes_to_identical_output(subcommand: &str, ext: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("notes.ndjson");
     let total = write_input(&input);
     assert!(total > 200);
 
-    let full = tmp.path().join("full.ndjson");
-    assert!(extract(&input, &full, &[])
-        .output()
-        .unwrap()
-        .status
-        .success());
+    let full = tmp.path().join(format!("full.{ext}"));
+    let run = job(subcommand, &input, &full, &[]).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
 
-    let resumed = tmp.path().join("resumed.ndjson");
-    let checkpoint = tmp.path().join("resumed.ndjson.checkpoint.json");
-    let mut child = extract(&input, &resumed, &[])
+    let resumed = tmp.path().join(format!("resumed.{ext}"));
+    let checkpoint = tmp.path().join(format!("resumed.{ext}.checkpoint.json"));
+    let mut child = job(subcommand, &input, &resumed, &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let started = Instant::now();
     let done = loop {
-        let notes_done = std::fs::read_to_string(&checkpoint)
+        let rows_done = std::fs::read_to_string(&checkpoint)
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| v["notes_done"].as_u64())
+            .and_then(|v| v["rows_done"].as_u64())
             .unwrap_or(0);
-        if notes_done >= 32 {
-            break notes_done;
+        if rows_done >= 32 {
+            break rows_done;
         }
         assert!(
             started.elapsed() < Duration::from_secs(300),
@@ -83,7 +86,7 @@ fn killed_job_resumes_to_identical_output() {
             child.try_wait().unwrap().is_none(),
             "the job finished before it could be killed"
         );
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     };
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -96,17 +99,12 @@ fn killed_job_resumes_to_identical_output() {
         "an interrupted job leaves no output under the final name"
     );
 
-    let again = extract(&input, &resumed, &["--resume"]).output().unwrap();
-    assert!(
-        again.status.success(),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
-    assert!(
-        String::from_utf8_lossy(&again.stderr).contains("resuming"),
-        "{}",
-        String::from_utf8_lossy(&again.stderr)
-    );
+    let again = job(subcommand, &input, &resumed, &["--resume"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(again.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming"), "{stderr}");
     assert_eq!(
         std::fs::read(&resumed).unwrap(),
         std::fs::read(&full).unwrap(),
@@ -116,4 +114,14 @@ fn killed_job_resumes_to_identical_output() {
         !checkpoint.exists(),
         "the checkpoint is removed when the job completes"
     );
+}
+
+#[test]
+fn killed_extract_resumes_to_identical_ndjson() {
+    killed_job_resumes_to_identical_output("extract", "ndjson");
+}
+
+#[test]
+fn killed_embed_resumes_to_identical_parquet() {
+    killed_job_resumes_to_identical_output("embed", "parquet");
 }

@@ -7,13 +7,15 @@ use augur_core::{Embedder, InputKind, LongTextPolicy};
 use clap::ValueEnum;
 use polars::prelude::{Column, IntoColumn, IntoSeries, ListChunked, NamedFrom, PlSmallStr, Series};
 
+use crate::chunked::{run_job, ChunkOutput, JobSettings};
 use crate::commands::ModelArgs;
-use crate::progress::Progress;
-use crate::table::{read_table, string_column, write_table, Format};
+use crate::table::{string_column, Format};
 
 /// Embed every row's text. All input columns are kept; an `embedding` column is added (a list of
 /// floats in Parquet / NDJSON, a JSON array string in CSV). Rows without text get a null
-/// embedding and are counted in the summary.
+/// embedding and are counted in the summary. The input is read and written in chunks, with a
+/// checkpoint after each: memory does not grow with the input, and `--resume` continues a
+/// killed run.
 ///
 /// Example: augur embed fixtures/notes/sample_notes.csv -o /tmp/notes.parquet
 #[derive(clap::Args, Debug)]
@@ -38,6 +40,14 @@ pub struct EmbedArgs {
     /// Windows per encoder call.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Input rows per chunk: the unit of reading, writing and checkpointing (memory stays bounded
+    /// by a chunk, whatever the size of the input).
+    #[arg(long, default_value_t = 256)]
+    pub chunk_size: usize,
+    /// Continue an interrupted run of the same input, output and settings from its last
+    /// checkpoint (saved after every chunk; the output appears only when complete).
+    #[arg(long)]
+    pub resume: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -60,14 +70,12 @@ pub enum LongTextArg {
     Truncate,
 }
 
-/// Rows embedded per progress step.
-const ROWS_PER_STEP: usize = 256;
+/// Counter of rows without text.
+const MISSING_TEXT: &str = "rows without text";
 
 /// Runs `augur embed`.
 pub fn run(args: EmbedArgs) -> Result<()> {
     let output_format = Format::of(&args.output)?;
-    let mut df = read_table(&args.input)?;
-    let texts = string_column(&df, &args.text_column, &args.input, "--text-column")?;
     let long_text = match args.long_text {
         LongTextArg::Chunk => LongTextPolicy::Chunk {
             overlap: args.overlap,
@@ -89,64 +97,75 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         args.model.model,
         embedder.files().dir.display()
     );
-
-    let rows: Vec<Option<String>> = texts.iter().map(|t| t.map(str::to_string)).collect();
-    let missing: Vec<usize> = rows
-        .iter()
-        .enumerate()
-        .filter(|(_, t)| t.is_none())
-        .map(|(i, _)| i)
-        .collect();
-    let mut vectors: Vec<Option<Vec<f32>>> = vec![None; rows.len()];
-    let mut progress = Progress::new("embed", rows.len());
-    for (step, chunk) in rows.chunks(ROWS_PER_STEP).enumerate() {
-        let present: Vec<(usize, &str)> = chunk
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| t.as_deref().map(|t| (i, t)))
-            .collect();
-        let batch: Vec<&str> = present.iter().map(|(_, t)| *t).collect();
-        let embedded = embedder.embed(&batch, kind).with_context(|| {
-            format!(
-                "{}: embedding rows {}..{}",
-                args.input.display(),
-                step * ROWS_PER_STEP,
-                step * ROWS_PER_STEP + chunk.len()
-            )
-        })?;
-        for ((i, _), vector) in present.iter().zip(embedded) {
-            vectors[step * ROWS_PER_STEP + i] = Some(vector);
-        }
-        progress.advance(chunk.len());
-    }
-
-    let column = embedding_column(&vectors, output_format);
-    df.with_column(column)
-        .context("adding the embedding column")?;
-    write_table(&mut df, &args.output)?;
+    let settings = JobSettings {
+        label: "embed",
+        fingerprint_extra: format!(
+            "{} {:?} {:?} {} {} {:?}",
+            args.text_column, args.kind, args.long_text, args.overlap, args.chunk_size, args.model
+        ),
+        resume: args.resume,
+        chunk_rows: args.chunk_size.max(1),
+    };
+    let mut missing_rows: Vec<usize> = Vec::new();
+    let summary = run_job(
+        &args.input,
+        &args.output,
+        None,
+        &settings,
+        |first_row, df| {
+            let texts = string_column(df, &args.text_column, &args.input, "--text-column")?;
+            let present: Vec<(usize, &str)> = texts
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.map(|t| (i, t)))
+                .collect();
+            let batch: Vec<&str> = present.iter().map(|(_, t)| *t).collect();
+            let mut vectors: Vec<Option<Vec<f32>>> = vec![None; df.height()];
+            for ((i, _), vector) in present.iter().zip(embedder.embed(&batch, kind)?) {
+                vectors[*i] = Some(vector);
+            }
+            let missing = df.height() - present.len();
+            missing_rows.extend(
+                (0..df.height())
+                    .filter(|&i| vectors[i].is_none())
+                    .map(|i| first_row + i + 1)
+                    .take(MISSING_ROWS_SHOWN.saturating_sub(missing_rows.len())),
+            );
+            let mut table = df.clone();
+            table
+                .with_column(embedding_column(&vectors, output_format))
+                .context("adding the embedding column")?;
+            Ok(ChunkOutput {
+                table,
+                rejects: Vec::new(),
+                processed: present.len(),
+                counters: vec![(MISSING_TEXT.to_string(), missing)],
+            })
+        },
+    )?;
+    let done = &summary.checkpoint;
     eprintln!(
         "embedded {} of {} rows (dim {}) -> {}",
-        rows.len() - missing.len(),
-        rows.len(),
+        done.notes_done,
+        summary.rows,
         embedder.dim(),
         args.output.display()
     );
-    if !missing.is_empty() {
-        let shown: Vec<String> = missing
-            .iter()
-            .take(20)
-            .map(|i| (i + 1).to_string())
-            .collect();
+    let missing = done.counters.get(MISSING_TEXT).copied().unwrap_or(0);
+    if missing > 0 {
+        let shown: Vec<String> = missing_rows.iter().map(usize::to_string).collect();
         eprintln!(
-            "warning: {} rows had no `{}` and got a null embedding (data rows {}{})",
-            missing.len(),
+            "warning: {missing} rows had no `{}` and got a null embedding (data rows {}{})",
             args.text_column,
             shown.join(", "),
-            if missing.len() > 20 { ", ..." } else { "" }
+            if missing > shown.len() { ", ..." } else { "" }
         );
     }
     Ok(())
 }
+
+/// Rows without text listed in the summary.
+const MISSING_ROWS_SHOWN: usize = 20;
 
 /// Builds the `embedding` column: a list column, or JSON strings for CSV (which has no lists).
 fn embedding_column(vectors: &[Option<Vec<f32>>], format: Format) -> Column {

@@ -1,20 +1,16 @@
 //! `augur extract`: signals with evidence from a table of notes, or from one `--text`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use augur_signals::{Note, NoteSignals, SignalExtractor};
 use chrono::NaiveDate;
-use polars::prelude::{
-    Column, CsvWriter, DataFrame, DataType, JsonFormat, JsonWriter, NamedFrom, SerWriter, Series,
-};
+use polars::prelude::{Column, DataFrame, DataType, NamedFrom, Series};
 
+use crate::chunked::{run_job, ChunkOutput, JobSettings, JobSummary};
 use crate::commands::signals::{build_extractor, PackArgs};
 use crate::commands::ModelArgs;
-use crate::notes::{notes_from_table, write_rejects, ColumnArgs, NotesTable, Reject};
-use crate::progress::Progress;
-use crate::table::{ensure_parent, read_table, write_table, Format};
+use crate::notes::{notes_from_table, ColumnArgs, NotesTable};
 
 /// Find buying and risk signals, with the clause that carries each one.
 ///
@@ -46,7 +42,8 @@ pub struct ExtractArgs {
     /// checkpoint (saved after every chunk; the output appears only when complete).
     #[arg(long)]
     pub resume: bool,
-    /// Notes per chunk (one checkpoint per chunk).
+    /// Input rows per chunk: the unit of reading, writing and checkpointing (memory stays bounded
+    /// by a chunk, whatever the size of the input).
     #[arg(long, default_value_t = 64)]
     pub chunk_size: usize,
     /// Where rejected rows go (default: OUTPUT with `.rejects.csv`).
@@ -146,53 +143,8 @@ fn print_hits(found: &NoteSignals, json: bool) -> Result<()> {
     Ok(())
 }
 
-/// Progress of a table run, saved after every chunk so `--resume` can continue after a crash.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-struct Checkpoint {
-    /// Identity of the input, output and settings; a resume with anything changed starts over.
-    fingerprint: String,
-    /// Notes (usable rows) already written.
-    notes_done: usize,
-    /// Length of the partial output after the last complete chunk.
-    partial_bytes: u64,
-    /// Hits per signal so far, for the summary.
-    hits: BTreeMap<String, usize>,
-    /// Notes with at least one hit so far.
-    with_hits: usize,
-}
-
-/// Where the partial output and checkpoint of `output` live.
-fn partial_paths(output: &Path, format: Format) -> (PathBuf, PathBuf) {
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let ext = if format == Format::Csv {
-        "csv"
-    } else {
-        "ndjson"
-    };
-    (
-        output.with_file_name(format!("{name}.partial.{ext}")),
-        output.with_file_name(format!("{name}.checkpoint.json")),
-    )
-}
-
-fn fingerprint(input: &Path, output: &Path, settings: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    input
-        .canonicalize()
-        .unwrap_or_else(|_| input.to_path_buf())
-        .hash(&mut h);
-    output.hash(&mut h);
-    if let Ok(meta) = std::fs::metadata(input) {
-        meta.len().hash(&mut h);
-        meta.modified().ok().hash(&mut h);
-    }
-    settings.hash(&mut h);
-    format!("{:016x}", h.finish())
-}
+/// Counter of notes with at least one hit (the others are hits per signal id).
+const NOTES_WITH_HITS: &str = "\u{0}notes with signals";
 
 fn run_table(
     extractor: &SignalExtractor,
@@ -202,125 +154,41 @@ fn run_table(
     columns: &ColumnArgs,
     options: &TableOptions,
 ) -> Result<()> {
-    let format = Format::of(output)?;
-    ensure_parent(output)?;
-    let df = read_table(input)?;
-    let NotesTable {
-        notes,
-        rejects,
-        rows,
-    } = notes_from_table(&df, input, columns)?;
-    write_rejects(&rejects, rejects_path)?;
-    let (partial, checkpoint_path) = partial_paths(output, format);
-    let fingerprint = fingerprint(input, output, &options.settings);
-    let saved: Option<Checkpoint> = std::fs::read_to_string(&checkpoint_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-    let mut checkpoint = match saved {
-        Some(c) if options.resume && c.fingerprint == fingerprint && partial.is_file() => {
-            eprintln!(
-                "resuming: {} of {} notes already done ({})",
-                c.notes_done,
-                notes.len(),
-                partial.display()
-            );
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&partial)
-                .with_context(|| format!("{}", partial.display()))?;
-            file.set_len(c.partial_bytes).with_context(|| {
-                format!(
-                    "{}: cannot truncate to the last checkpoint",
-                    partial.display()
-                )
-            })?;
-            c
-        }
-        saved => {
-            if saved.is_some() && !options.resume {
-                eprintln!("note: an interrupted run of this output was found; starting over (pass --resume to continue it)");
-            } else if saved.is_some() {
-                eprintln!("note: the interrupted run used other input or settings; starting over");
-            }
-            std::fs::write(&partial, b"")
-                .with_context(|| format!("{}: cannot create", partial.display()))?;
-            Checkpoint {
-                fingerprint,
-                ..Checkpoint::default()
-            }
-        }
+    let settings = JobSettings {
+        label: "extract",
+        fingerprint_extra: options.settings.clone(),
+        resume: options.resume,
+        chunk_rows: options.chunk_size.max(1),
     };
-
-    let mut progress = Progress::new("extract", notes.len());
-    progress.advance(checkpoint.notes_done);
-    for chunk in notes[checkpoint.notes_done.min(notes.len())..].chunks(options.chunk_size.max(1)) {
-        let batch: Vec<Note> = chunk.iter().map(|(_, n)| n.clone()).collect();
-        let found = extractor.extract_batch(&batch).with_context(|| {
-            format!(
-                "{}: extracting rows {}..{}",
-                input.display(),
-                chunk[0].0 + 1,
-                chunk[chunk.len() - 1].0 + 1
-            )
-        })?;
-        let results: Vec<(usize, NoteSignals)> =
-            chunk.iter().map(|(row, _)| *row).zip(found).collect();
-        let mut part = hits_table(&df, &results, columns)?;
-        append_chunk(&mut part, &partial, format, checkpoint.notes_done == 0)?;
-        checkpoint.notes_done += chunk.len();
-        checkpoint.partial_bytes = std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0);
-        for (_, r) in &results {
-            checkpoint.with_hits += usize::from(!r.hits.is_empty());
-            for hit in &r.hits {
-                *checkpoint.hits.entry(hit.signal.clone()).or_default() += 1;
-            }
-        }
-        let tmp = checkpoint_path.with_extension("json.tmp");
-        std::fs::write(&tmp, serde_json::to_string(&checkpoint)?)
-            .and_then(|_| std::fs::rename(&tmp, &checkpoint_path))
-            .with_context(|| format!("{}: cannot save checkpoint", checkpoint_path.display()))?;
-        progress.advance(chunk.len());
-    }
-
-    if notes.is_empty() {
-        write_table(&mut hits_table(&df, &[], columns)?, output)?;
-        let _ = std::fs::remove_file(&partial);
-    } else if format == Format::Parquet {
-        let mut all = read_table(&partial)?;
-        write_table(&mut all, output)?;
-        std::fs::remove_file(&partial).with_context(|| format!("{}", partial.display()))?;
-    } else {
-        std::fs::rename(&partial, output)
-            .with_context(|| format!("{}: cannot move into place", output.display()))?;
-    }
-    let _ = std::fs::remove_file(&checkpoint_path);
-    summarize(
-        &checkpoint,
-        notes.len(),
-        &rejects,
-        rows,
+    let summary = run_job(
+        input,
         output,
-        rejects_path,
-    );
+        Some(rejects_path),
+        &settings,
+        |first_row, df| {
+            let NotesTable { notes, rejects, .. } =
+                notes_from_table(df, first_row, input, columns)?;
+            let batch: Vec<Note> = notes.iter().map(|(_, n)| n.clone()).collect();
+            let found = extractor.extract_batch(&batch)?;
+            let results: Vec<(usize, NoteSignals)> =
+                notes.iter().map(|(row, _)| *row).zip(found).collect();
+            let mut counters = vec![(
+                NOTES_WITH_HITS.to_string(),
+                results.iter().filter(|(_, r)| !r.hits.is_empty()).count(),
+            )];
+            for (_, r) in &results {
+                counters.extend(r.hits.iter().map(|hit| (hit.signal.clone(), 1)));
+            }
+            Ok(ChunkOutput {
+                table: hits_table(df, &results, columns)?,
+                rejects,
+                processed: notes.len(),
+                counters,
+            })
+        },
+    )?;
+    summarize(&summary, output, rejects_path);
     Ok(())
-}
-
-/// Appends one chunk's rows to the partial output (CSV with a header only on the first chunk).
-fn append_chunk(df: &mut DataFrame, partial: &Path, format: Format, first: bool) -> Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(partial)
-        .with_context(|| format!("{}", partial.display()))?;
-    let written = if format == Format::Csv {
-        CsvWriter::new(&mut file).include_header(first).finish(df)
-    } else {
-        JsonWriter::new(&mut file)
-            .with_json_format(JsonFormat::JsonLines)
-            .finish(df)
-    };
-    written.map_err(|e| anyhow::anyhow!("{}: cannot append rows: {e}", partial.display()))?;
-    file.sync_data()
-        .with_context(|| format!("{}", partial.display()))
 }
 
 /// One row per hit (or per note without hits), input columns passed through.
@@ -393,26 +261,23 @@ fn hits_table(
     Ok(DataFrame::new(passed.height(), all)?)
 }
 
-fn summarize(
-    done: &Checkpoint,
-    analysed: usize,
-    rejects: &[Reject],
-    rows: usize,
-    output: &Path,
-    rejects_path: &Path,
-) {
+fn summarize(summary: &JobSummary, output: &Path, rejects_path: &Path) {
+    let done = &summary.checkpoint;
+    let mut counters = done.counters.clone();
+    let with_hits = counters.remove(NOTES_WITH_HITS).unwrap_or(0);
     eprintln!(
-        "{rows} rows: {analysed} analysed ({} with signals), {} rejected -> {}",
-        done.with_hits,
-        rejects.len(),
+        "{} rows: {} analysed ({with_hits} with signals), {} rejected -> {}",
+        summary.rows,
+        done.notes_done,
+        done.rejects.rows,
         output.display()
     );
-    for (signal, n) in &done.hits {
+    for (signal, n) in &counters {
         eprintln!("  {signal:<26} {n}");
     }
-    if !rejects.is_empty() {
+    if done.rejects.rows > 0 {
         eprintln!("rejected rows (reasons in {}):", rejects_path.display());
-        for r in rejects.iter().take(10) {
+        for r in &done.first_rejects {
             eprintln!("  row {} ({}): {}", r.row, r.id, r.reason);
         }
     }

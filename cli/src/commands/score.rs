@@ -153,7 +153,7 @@ struct Accounts {
 fn load_accounts(args: &AccountInputArgs, rejects_default: &Path) -> Result<Accounts> {
     let extractor = build_extractor(&args.model, &args.pack)?;
     let df = read_table(&args.notes)?;
-    let table = notes_from_table(&df, &args.notes, &args.columns)?;
+    let table = notes_from_table(&df, 0, &args.notes, &args.columns)?;
     let mut rejects = table.rejects;
     let mut usable = Vec::new();
     for (row, note) in table.notes {

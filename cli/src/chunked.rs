@@ -1,0 +1,501 @@
+//! Jobs over tables of any size. The input is read chunk by chunk by polars' streaming engine (so
+//! memory is bounded by a chunk, not by the file); each chunk's output and rejects are appended to
+//! partial files and a checkpoint is saved, so a job killed at any point continues where it
+//! stopped with `--resume`; outputs appear under their final names only when complete.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+
+use anyhow::{anyhow, Context, Result};
+use polars::prelude::{
+    len, Column, CsvEncoding, CsvWriter, DataFrame, IdxSize, JsonFormat, JsonWriter, LazyCsvReader,
+    LazyFileListReader, LazyFrame, LazyJsonLineReader, ParquetReader, ParquetWriter, PlRefPath,
+    PlanCallback, ScanArgsParquet, SerReader, SerWriter,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::notes::Reject;
+use crate::progress::Progress;
+use crate::table::{ensure_parent, Format};
+
+/// Rows sampled to infer column types of CSV and NDJSON input.
+const SCHEMA_INFERENCE_ROWS: usize = 10_000;
+
+/// A lazy scan of a table file (format from the extension).
+pub fn scan_table(path: &Path) -> Result<LazyFrame> {
+    let format = Format::of(path)?;
+    let source = PlRefPath::try_from_path(path)
+        .with_context(|| format!("{}: not a usable path", path.display()))?;
+    let scan = match format {
+        Format::Csv => LazyCsvReader::new(source)
+            .with_has_header(true)
+            .with_infer_schema_length(Some(SCHEMA_INFERENCE_ROWS))
+            // Invalid UTF-8 becomes U+FFFD, so such rows are rejected with a reason, not lost.
+            .with_encoding(CsvEncoding::LossyUtf8)
+            .finish(),
+        Format::Parquet => LazyFrame::scan_parquet(source, ScanArgsParquet::default()),
+        Format::NdJson => LazyJsonLineReader::new(source)
+            .with_infer_schema_length(NonZeroUsize::new(SCHEMA_INFERENCE_ROWS))
+            .finish(),
+    };
+    scan.with_context(|| format!("{}: cannot read as {format:?}", path.display()))
+}
+
+/// Number of rows in a table file.
+pub fn count_rows(path: &Path) -> Result<usize> {
+    let counted = scan_table(path)?
+        .select([len()])
+        .collect()
+        .with_context(|| format!("{}: cannot count rows", path.display()))?;
+    let n = counted
+        .columns()
+        .first()
+        .and_then(|c| c.get(0).ok())
+        .and_then(|v| v.extract::<usize>())
+        .ok_or_else(|| anyhow!("{}: cannot count rows", path.display()))?;
+    Ok(n)
+}
+
+/// Calls `each(first_row, chunk)` for consecutive chunks of about `chunk_rows` rows of `path`,
+/// starting after the first `skip` rows (`first_row` is 0-based in the whole file). Reading runs
+/// on its own thread and waits while a chunk is being processed, so at most two chunks are held.
+pub fn for_each_chunk(
+    path: &Path,
+    skip: usize,
+    chunk_rows: usize,
+    mut each: impl FnMut(usize, DataFrame) -> Result<()>,
+) -> Result<()> {
+    let mut scan = scan_table(path)?;
+    if skip > 0 {
+        scan = scan.slice(skip as i64, IdxSize::MAX);
+    }
+    let (send, receive) = sync_channel::<DataFrame>(1);
+    let plan = scan
+        .sink_batches(
+            // Returning `true` stops the scan: the receiver is gone (the job failed).
+            PlanCallback::new(move |chunk| Ok(send.send(chunk).is_err())),
+            true,
+            NonZeroUsize::new(chunk_rows.max(1)),
+        )
+        .with_context(|| format!("{}: cannot plan a chunked read", path.display()))?;
+    let reader = std::thread::spawn(move || plan.collect().map(|_| ()));
+    let mut next_row = skip;
+    let mut outcome = Ok(());
+    for chunk in receive.iter() {
+        let rows = chunk.height();
+        if let Err(e) = each(next_row, chunk) {
+            outcome = Err(e);
+            break;
+        }
+        next_row += rows;
+    }
+    drop(receive);
+    let read = reader
+        .join()
+        .map_err(|_| anyhow!("{}: the reader thread panicked", path.display()))?;
+    outcome?;
+    read.with_context(|| format!("{}: reading failed after row {next_row}", path.display()))
+}
+
+/// How far a [`PartialTable`] got: what a checkpoint records to restore it.
+#[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
+pub struct PartialState {
+    /// Bytes written (CSV, NDJSON) or part files written (Parquet).
+    pub written: u64,
+    /// Rows written.
+    pub rows: usize,
+}
+
+/// An output table written chunk by chunk under a temporary name. CSV and NDJSON are appended
+/// to one file; Parquet chunks go to part files that become the row groups of the final file.
+pub struct PartialTable {
+    path: PathBuf,
+    format: Format,
+    partial: PathBuf,
+    state: PartialState,
+}
+
+impl PartialTable {
+    /// A new, empty partial table for `path` (any earlier partial output is discarded).
+    pub fn create(path: &Path) -> Result<Self> {
+        let mut table = Self::at(path)?;
+        table.restore(PartialState::default())?;
+        Ok(table)
+    }
+
+    /// The partial table of `path` cut back to `state` (as recorded by a checkpoint).
+    pub fn resume(path: &Path, state: PartialState) -> Result<Self> {
+        let mut table = Self::at(path)?;
+        table.restore(state)?;
+        Ok(table)
+    }
+
+    /// True when a partial output for `path` exists (an interrupted run left it).
+    pub fn exists(path: &Path) -> Result<bool> {
+        Ok(Self::at(path)?.partial.exists())
+    }
+
+    fn at(path: &Path) -> Result<Self> {
+        let format = Format::of(path)?;
+        ensure_parent(path)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let partial = match format {
+            Format::Parquet => path.with_file_name(format!("{name}.parts")),
+            _ => path.with_file_name(format!("{name}.partial")),
+        };
+        Ok(Self {
+            path: path.to_path_buf(),
+            format,
+            partial,
+            state: PartialState::default(),
+        })
+    }
+
+    fn restore(&mut self, state: PartialState) -> Result<()> {
+        let partial = &self.partial;
+        if self.format == Format::Parquet {
+            if state.written == 0 && partial.exists() {
+                std::fs::remove_dir_all(partial)
+                    .with_context(|| format!("{}: cannot clear", partial.display()))?;
+            }
+            std::fs::create_dir_all(partial)
+                .with_context(|| format!("{}: cannot create", partial.display()))?;
+            // Parts after the checkpoint belong to a chunk that never completed.
+            for entry in std::fs::read_dir(partial)? {
+                let entry = entry?;
+                let index = entry
+                    .file_name()
+                    .to_string_lossy()
+                    .split('.')
+                    .next()
+                    .and_then(|n| n.parse::<u64>().ok());
+                if index.is_none_or(|i| i >= state.written) {
+                    std::fs::remove_file(entry.path())?;
+                }
+            }
+        } else {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(partial)
+                .with_context(|| format!("{}: cannot open", partial.display()))?;
+            file.set_len(state.written).with_context(|| {
+                format!("{}: cannot truncate to the checkpoint", partial.display())
+            })?;
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// Appends `chunk` (CSV gets its header with the first chunk) and syncs it to disk.
+    pub fn append(&mut self, chunk: &mut DataFrame) -> Result<()> {
+        let partial = &self.partial;
+        if self.format == Format::Parquet {
+            let part = partial.join(format!("{:08}.parquet", self.state.written));
+            let mut file = File::create(&part)
+                .with_context(|| format!("{}: cannot create", part.display()))?;
+            ParquetWriter::new(&mut file)
+                .finish(chunk)
+                .with_context(|| format!("{}: cannot write", part.display()))?;
+            file.sync_data()?;
+            self.state.written += 1;
+        } else {
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(partial)
+                .with_context(|| format!("{}: cannot open", partial.display()))?;
+            let written = if self.format == Format::Csv {
+                CsvWriter::new(&mut file)
+                    .include_header(self.state.written == 0)
+                    .finish(chunk)
+            } else {
+                JsonWriter::new(&mut file)
+                    .with_json_format(JsonFormat::JsonLines)
+                    .finish(chunk)
+            };
+            written.with_context(|| format!("{}: cannot append rows", partial.display()))?;
+            file.sync_data()?;
+            self.state.written = file.metadata()?.len();
+        }
+        self.state.rows += chunk.height();
+        Ok(())
+    }
+
+    /// What a checkpoint needs to restore this table.
+    pub fn state(&self) -> PartialState {
+        self.state
+    }
+
+    /// Moves the complete table under its final name (Parquet parts become one file, one row
+    /// group per chunk, read back one part at a time).
+    pub fn finish(self) -> Result<()> {
+        let (path, partial) = (&self.path, &self.partial);
+        if self.format != Format::Parquet {
+            return std::fs::rename(partial, path)
+                .with_context(|| format!("{}: cannot move into place", path.display()));
+        }
+        let staging = path.with_file_name(format!(
+            "{}.partial",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let mut file = File::create(&staging)
+            .with_context(|| format!("{}: cannot create", staging.display()))?;
+        let mut writer = None;
+        for index in 0..self.state.written {
+            let part = partial.join(format!("{index:08}.parquet"));
+            let chunk = ParquetReader::new(
+                File::open(&part).with_context(|| format!("{}: missing", part.display()))?,
+            )
+            .finish()
+            .with_context(|| format!("{}: cannot read", part.display()))?;
+            if writer.is_none() {
+                writer = Some(ParquetWriter::new(&mut file).batched(chunk.schema())?);
+            }
+            writer
+                .as_mut()
+                .expect("created above")
+                .write_batch(&chunk)
+                .with_context(|| format!("{}: cannot write", staging.display()))?;
+        }
+        match writer {
+            Some(writer) => {
+                writer.finish()?;
+            }
+            None => {
+                ParquetWriter::new(&mut file).finish(&mut DataFrame::empty())?;
+            }
+        }
+        drop(file);
+        std::fs::rename(&staging, path)
+            .with_context(|| format!("{}: cannot move into place", path.display()))?;
+        std::fs::remove_dir_all(partial)
+            .with_context(|| format!("{}: cannot remove", partial.display()))
+    }
+
+    /// Removes the partial output and any earlier complete file (used when a table stays empty).
+    pub fn discard(self) -> Result<()> {
+        if self.format == Format::Parquet {
+            std::fs::remove_dir_all(&self.partial).ok();
+        } else {
+            std::fs::remove_file(&self.partial).ok();
+        }
+        if self.path.exists() {
+            std::fs::remove_file(&self.path)
+                .with_context(|| format!("{}: cannot remove stale file", self.path.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// A job's progress, saved after every chunk.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Identity of the input, output and settings; a resume with anything changed starts over.
+    pub fingerprint: String,
+    /// Input rows consumed (processed or rejected).
+    pub rows_done: usize,
+    /// Rows processed (not rejected).
+    pub notes_done: usize,
+    /// Where the output stood.
+    pub output: PartialState,
+    /// Where the rejects stood.
+    pub rejects: PartialState,
+    /// Counters for the summary (hits per signal, rows without text, ...).
+    pub counters: BTreeMap<String, usize>,
+    /// The first rejects, for the summary.
+    pub first_rejects: Vec<Reject>,
+}
+
+/// Rejects kept in the checkpoint for the summary.
+const REJECTS_SHOWN: usize = 10;
+
+/// What processing one chunk produced.
+pub struct ChunkOutput {
+    /// Rows for the output.
+    pub table: DataFrame,
+    /// Rows that could not be processed.
+    pub rejects: Vec<Reject>,
+    /// Rows processed.
+    pub processed: usize,
+    /// Counter increments for the summary.
+    pub counters: Vec<(String, usize)>,
+}
+
+/// Settings of a chunked job.
+pub struct JobSettings<'a> {
+    /// Label of progress lines (`extract`, `embed`).
+    pub label: &'a str,
+    /// Everything besides the input and output that must match for a resume.
+    pub fingerprint_extra: String,
+    /// Continue an interrupted run.
+    pub resume: bool,
+    /// Rows per chunk.
+    pub chunk_rows: usize,
+}
+
+/// The result of a complete job: its final checkpoint (counters, rejects) and the input's size.
+pub struct JobSummary {
+    /// Final state.
+    pub checkpoint: Checkpoint,
+    /// Rows in the input.
+    pub rows: usize,
+}
+
+/// Runs `process` over `input` chunk by chunk into `output` and `rejects_path` (jobs that reject
+/// nothing pass `None`), with checkpoints.
+pub fn run_job(
+    input: &Path,
+    output: &Path,
+    rejects_path: Option<&Path>,
+    settings: &JobSettings,
+    mut process: impl FnMut(usize, &DataFrame) -> Result<ChunkOutput>,
+) -> Result<JobSummary> {
+    let total = count_rows(input)?;
+    let checkpoint_path = output.with_file_name(format!(
+        "{}.checkpoint.json",
+        output.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let fingerprint = fingerprint(input, output, &settings.fingerprint_extra);
+    let saved: Option<Checkpoint> = std::fs::read_to_string(&checkpoint_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let (mut checkpoint, mut out, mut rejects) = match saved {
+        Some(c)
+            if settings.resume && c.fingerprint == fingerprint && PartialTable::exists(output)? =>
+        {
+            eprintln!(
+                "resuming: {} of {total} rows already done ({} rejected)",
+                c.rows_done, c.rejects.rows
+            );
+            let out = PartialTable::resume(output, c.output)?;
+            let rejects = rejects_path
+                .map(|p| PartialTable::resume(p, c.rejects))
+                .transpose()?;
+            (c, out, rejects)
+        }
+        saved => {
+            if saved.is_some() && !settings.resume {
+                eprintln!("note: an interrupted run of this output was found; starting over (pass --resume to continue it)");
+            } else if saved.is_some() {
+                eprintln!("note: the interrupted run used other input or settings; starting over");
+            }
+            let fresh = Checkpoint {
+                fingerprint,
+                ..Checkpoint::default()
+            };
+            (
+                fresh,
+                PartialTable::create(output)?,
+                rejects_path.map(PartialTable::create).transpose()?,
+            )
+        }
+    };
+
+    let mut progress = Progress::new(settings.label, total);
+    progress.advance(checkpoint.rows_done);
+    for_each_chunk(
+        input,
+        checkpoint.rows_done,
+        settings.chunk_rows,
+        |first_row, chunk| {
+            let rows = chunk.height();
+            let mut result = process(first_row, &chunk).with_context(|| {
+                format!(
+                    "{}: rows {}..{}",
+                    input.display(),
+                    first_row + 1,
+                    first_row + rows
+                )
+            })?;
+            out.append(&mut result.table)?;
+            if !result.rejects.is_empty() {
+                let table = rejects.as_mut().ok_or_else(|| {
+                    anyhow!("rows were rejected, but this job has no rejects file")
+                })?;
+                table.append(&mut rejects_table(&result.rejects)?)?;
+            }
+            checkpoint.rows_done += rows;
+            checkpoint.notes_done += result.processed;
+            checkpoint.output = out.state();
+            checkpoint.rejects = rejects
+                .as_ref()
+                .map(PartialTable::state)
+                .unwrap_or_default();
+            for (name, n) in result.counters {
+                *checkpoint.counters.entry(name).or_default() += n;
+            }
+            let room = REJECTS_SHOWN.saturating_sub(checkpoint.first_rejects.len());
+            checkpoint
+                .first_rejects
+                .extend(result.rejects.into_iter().take(room));
+            save_checkpoint(&checkpoint, &checkpoint_path)?;
+            progress.advance(rows);
+            Ok(())
+        },
+    )?;
+
+    out.finish()?;
+    match rejects {
+        Some(rejects) if checkpoint.rejects.rows > 0 => rejects.finish()?,
+        Some(rejects) => rejects.discard()?,
+        None => {}
+    }
+    std::fs::remove_file(&checkpoint_path).ok();
+    Ok(JobSummary {
+        checkpoint,
+        rows: total,
+    })
+}
+
+/// Writes the checkpoint atomically (temporary file + rename).
+fn save_checkpoint(checkpoint: &Checkpoint, path: &Path) -> Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_string(checkpoint)?)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .with_context(|| format!("{}: cannot save checkpoint", path.display()))
+}
+
+/// The rejects as a table: `row` (1-based data row), `id`, `reason`.
+fn rejects_table(rejects: &[Reject]) -> Result<DataFrame> {
+    Ok(DataFrame::new(
+        rejects.len(),
+        vec![
+            Column::new(
+                "row".into(),
+                rejects.iter().map(|r| r.row as u32).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "id".into(),
+                rejects.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "reason".into(),
+                rejects.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
+            ),
+        ],
+    )?)
+}
+
+/// Identity of a job: input (path, size, modification time), output and settings.
+fn fingerprint(input: &Path, output: &Path, settings: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    input
+        .canonicalize()
+        .unwrap_or_else(|_| input.to_path_buf())
+        .hash(&mut h);
+    output.hash(&mut h);
+    if let Ok(meta) = std::fs::metadata(input) {
+        meta.len().hash(&mut h);
+        meta.modified().ok().hash(&mut h);
+    }
+    settings.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
