@@ -1,19 +1,21 @@
-//! Jobs over tables of any size. The input is read chunk by chunk by polars' streaming engine (so
-//! memory is bounded by a chunk, not by the file); each chunk's output and rejects are appended to
+//! Jobs over tables of any size. The input is read chunk by chunk (CSV records / NDJSON lines
+//! parsed a chunk at a time; Parquet through polars' streaming engine), so memory is bounded by a
+//! chunk, not by the file; each chunk's output and rejects are appended to
 //! partial files and a checkpoint is saved, so a job killed at any point continues where it
 //! stopped with `--resume`; outputs appear under their final names only when complete.
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::{BufRead, BufReader, Cursor};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 
 use anyhow::{anyhow, Context, Result};
 use polars::prelude::{
-    len, Column, CsvEncoding, CsvWriter, DataFrame, IdxSize, JsonFormat, JsonWriter, LazyCsvReader,
-    LazyFileListReader, LazyFrame, LazyJsonLineReader, ParquetReader, ParquetWriter, PlRefPath,
-    PlanCallback, ScanArgsParquet, SerReader, SerWriter,
+    len, Column, CsvEncoding, CsvReadOptions, CsvWriter, DataFrame, IdxSize, JsonFormat,
+    JsonReader, JsonWriter, LazyFrame, ParquetReader, ParquetWriter, PlRefPath, PlanCallback,
+    ScanArgsParquet, SchemaRef, SerReader, SerWriter,
 };
 use serde::{Deserialize, Serialize};
 
@@ -24,51 +26,231 @@ use crate::table::{ensure_parent, Format};
 /// Rows sampled to infer column types of CSV and NDJSON input.
 const SCHEMA_INFERENCE_ROWS: usize = 10_000;
 
-/// A lazy scan of a table file (format from the extension).
-pub fn scan_table(path: &Path) -> Result<LazyFrame> {
-    let format = Format::of(path)?;
-    let source = PlRefPath::try_from_path(path)
-        .with_context(|| format!("{}: not a usable path", path.display()))?;
-    let scan = match format {
-        Format::Csv => LazyCsvReader::new(source)
-            .with_has_header(true)
-            .with_infer_schema_length(Some(SCHEMA_INFERENCE_ROWS))
-            // Invalid UTF-8 becomes U+FFFD, so such rows are rejected with a reason, not lost.
-            .with_encoding(CsvEncoding::LossyUtf8)
-            .finish(),
-        Format::Parquet => LazyFrame::scan_parquet(source, ScanArgsParquet::default()),
-        Format::NdJson => LazyJsonLineReader::new(source)
-            .with_infer_schema_length(NonZeroUsize::new(SCHEMA_INFERENCE_ROWS))
-            .finish(),
-    };
-    scan.with_context(|| format!("{}: cannot read as {format:?}", path.display()))
-}
-
-/// Number of rows in a table file.
+/// Number of rows in a table file (CSV records, non-blank NDJSON lines, Parquet rows).
 pub fn count_rows(path: &Path) -> Result<usize> {
-    let counted = scan_table(path)?
+    if Format::of(path)? != Format::Parquet {
+        let mut records = RecordReader::open(path)?;
+        let mut record = Vec::new();
+        let mut rows = 0;
+        while records.next_record(&mut record)? {
+            record.clear();
+            rows += 1;
+        }
+        return Ok(rows);
+    }
+    let counted = scan_parquet(path)?
         .select([len()])
         .collect()
         .with_context(|| format!("{}: cannot count rows", path.display()))?;
-    let n = counted
+    counted
         .columns()
         .first()
         .and_then(|c| c.get(0).ok())
         .and_then(|v| v.extract::<usize>())
-        .ok_or_else(|| anyhow!("{}: cannot count rows", path.display()))?;
-    Ok(n)
+        .ok_or_else(|| anyhow!("{}: cannot count rows", path.display()))
 }
 
-/// Calls `each(first_row, chunk)` for consecutive chunks of about `chunk_rows` rows of `path`,
-/// starting after the first `skip` rows (`first_row` is 0-based in the whole file). Reading runs
-/// on its own thread and waits while a chunk is being processed, so at most two chunks are held.
+/// Calls `each(first_row, chunk)` for consecutive chunks of `chunk_rows` rows of `path` (about
+/// that many for Parquet), starting after the first `skip` rows (`first_row` is 0-based in the
+/// whole file). At most one chunk of input is held in memory at a time (two for Parquet).
 pub fn for_each_chunk(
+    path: &Path,
+    skip: usize,
+    chunk_rows: usize,
+    each: impl FnMut(usize, DataFrame) -> Result<()>,
+) -> Result<()> {
+    let chunk_rows = chunk_rows.max(1);
+    match Format::of(path)? {
+        Format::Parquet => for_each_parquet_chunk(path, skip, chunk_rows, each),
+        format => for_each_text_chunk(path, format, skip, chunk_rows, each),
+    }
+}
+
+/// CSV and NDJSON: records are read as bytes and each chunk is parsed on its own, with the column
+/// types inferred once from the first rows (so every chunk has the same schema).
+fn for_each_text_chunk(
+    path: &Path,
+    format: Format,
+    skip: usize,
+    chunk_rows: usize,
+    mut each: impl FnMut(usize, DataFrame) -> Result<()>,
+) -> Result<()> {
+    let mut records = RecordReader::open(path)?;
+    let mut sample = Vec::new();
+    for _ in 0..SCHEMA_INFERENCE_ROWS {
+        if !records.next_record(&mut sample)? {
+            break;
+        }
+    }
+    let schema = parse_records(path, format, &records.header, &sample, None, 0)?
+        .schema()
+        .clone();
+    drop(sample);
+
+    let mut records = RecordReader::open(path)?;
+    let mut body = Vec::new();
+    for _ in 0..skip {
+        if !records.next_record(&mut body)? {
+            break;
+        }
+        body.clear();
+    }
+    let mut first_row = skip;
+    loop {
+        let mut rows = 0;
+        while rows < chunk_rows && records.next_record(&mut body)? {
+            rows += 1;
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        let chunk = parse_records(
+            path,
+            format,
+            &records.header,
+            &body,
+            Some(schema.clone()),
+            first_row,
+        )?;
+        body.clear();
+        each(first_row, chunk)?;
+        first_row += rows;
+    }
+}
+
+/// Parses CSV records (under `header`) or NDJSON lines; `first_row` is for error messages.
+fn parse_records(
+    path: &Path,
+    format: Format,
+    header: &[u8],
+    body: &[u8],
+    schema: Option<SchemaRef>,
+    first_row: usize,
+) -> Result<DataFrame> {
+    let parsed = if format == Format::Csv {
+        let mut bytes = Vec::with_capacity(header.len() + body.len());
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(body);
+        CsvReadOptions::default()
+            .with_has_header(true)
+            .with_infer_schema_length(Some(SCHEMA_INFERENCE_ROWS))
+            .with_schema(schema)
+            // Invalid UTF-8 becomes U+FFFD, so such rows are rejected with a reason, not lost.
+            .map_parse_options(|o| o.with_encoding(CsvEncoding::LossyUtf8))
+            .into_reader_with_file_handle(Cursor::new(bytes))
+            .finish()
+    } else {
+        let reader = JsonReader::new(Cursor::new(body))
+            .with_json_format(JsonFormat::JsonLines)
+            .infer_schema_len(NonZeroUsize::new(SCHEMA_INFERENCE_ROWS));
+        match schema {
+            Some(schema) => reader.with_schema(schema),
+            None => reader,
+        }
+        .finish()
+    };
+    parsed.with_context(|| {
+        format!(
+            "{}: cannot read rows from data row {} as {format:?}",
+            path.display(),
+            first_row + 1
+        )
+    })
+}
+
+/// Reads a CSV file record by record (a quoted field may span lines; comma-separated) or an NDJSON file line by
+/// line (blank lines skipped), as raw bytes.
+struct RecordReader {
+    reader: BufReader<File>,
+    /// The CSV header line (empty for NDJSON).
+    header: Vec<u8>,
+    csv: bool,
+}
+
+impl RecordReader {
+    fn open(path: &Path) -> Result<Self> {
+        let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let mut records = Self {
+            reader: BufReader::with_capacity(1 << 20, file),
+            header: Vec::new(),
+            csv: Format::of(path)? == Format::Csv,
+        };
+        if records.csv {
+            let mut header = Vec::new();
+            records.next_record(&mut header)?;
+            records.header = header;
+        }
+        Ok(records)
+    }
+
+    /// Appends the next record (with its line ending) to `out`; false at the end of the file.
+    fn next_record(&mut self, out: &mut Vec<u8>) -> Result<bool> {
+        let start = out.len();
+        let mut quoting = CsvQuoting::default();
+        loop {
+            let line_start = out.len();
+            if self.reader.read_until(b'\n', out)? == 0 {
+                // End of file: a last record without a line ending still counts.
+                return Ok(out.len() > start && !out[start..].trim_ascii().is_empty());
+            }
+            if self.csv {
+                if !quoting.scan(&out[line_start..]) {
+                    return Ok(true);
+                }
+            } else if out[line_start..].trim_ascii().is_empty() {
+                out.truncate(line_start);
+            } else {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+/// Tracks whether a CSV record continues past a line end: a quote opens a quoted field only at the
+/// start of a field, and `""` inside one is an escaped quote.
+#[derive(Default)]
+struct CsvQuoting {
+    in_quotes: bool,
+}
+
+impl CsvQuoting {
+    /// Scans one physical line; returns true when the record continues on the next line.
+    fn scan(&mut self, line: &[u8]) -> bool {
+        let mut field_start = !self.in_quotes;
+        let mut i = 0;
+        while i < line.len() {
+            let b = line[i];
+            if self.in_quotes {
+                if b == b'"' {
+                    if line.get(i + 1) == Some(&b'"') {
+                        i += 1;
+                    } else {
+                        self.in_quotes = false;
+                    }
+                }
+            } else if b == b'"' && field_start {
+                self.in_quotes = true;
+            } else {
+                field_start = b == b',';
+            }
+            if self.in_quotes {
+                field_start = false;
+            }
+            i += 1;
+        }
+        self.in_quotes
+    }
+}
+
+/// Parquet: polars' streaming engine reads row groups and hands over batches of about
+/// `chunk_rows` rows; it waits while a batch is being processed.
+fn for_each_parquet_chunk(
     path: &Path,
     skip: usize,
     chunk_rows: usize,
     mut each: impl FnMut(usize, DataFrame) -> Result<()>,
 ) -> Result<()> {
-    let mut scan = scan_table(path)?;
+    let mut scan = scan_parquet(path)?;
     if skip > 0 {
         scan = scan.slice(skip as i64, IdxSize::MAX);
     }
@@ -78,7 +260,7 @@ pub fn for_each_chunk(
             // Returning `true` stops the scan: the receiver is gone (the job failed).
             PlanCallback::new(move |chunk| Ok(send.send(chunk).is_err())),
             true,
-            NonZeroUsize::new(chunk_rows.max(1)),
+            NonZeroUsize::new(chunk_rows),
         )
         .with_context(|| format!("{}: cannot plan a chunked read", path.display()))?;
     let reader = std::thread::spawn(move || plan.collect().map(|_| ()));
@@ -98,6 +280,14 @@ pub fn for_each_chunk(
         .map_err(|_| anyhow!("{}: the reader thread panicked", path.display()))?;
     outcome?;
     read.with_context(|| format!("{}: reading failed after row {next_row}", path.display()))
+}
+
+/// A lazy scan of a Parquet file.
+fn scan_parquet(path: &Path) -> Result<LazyFrame> {
+    let source = PlRefPath::try_from_path(path)
+        .with_context(|| format!("{}: not a usable path", path.display()))?;
+    LazyFrame::scan_parquet(source, ScanArgsParquet::default())
+        .with_context(|| format!("{}: cannot read as Parquet", path.display()))
 }
 
 /// How far a [`PartialTable`] got: what a checkpoint records to restore it.
@@ -498,4 +688,36 @@ fn fingerprint(input: &Path, output: &Path, settings: &str) -> String {
     }
     settings.hash(&mut h);
     format!("{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(csv: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.csv");
+        std::fs::write(&path, csv).unwrap();
+        let mut reader = RecordReader::open(&path).unwrap();
+        let mut out = Vec::new();
+        let mut record = Vec::new();
+        while reader.next_record(&mut record).unwrap() {
+            out.push(String::from_utf8(std::mem::take(&mut record)).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn csv_records_follow_quoting_not_lines() {
+        let csv = "id,text\n1,\"two\nlines, \"\"quoted\"\"\"\n2,a 5\" screen\n3,\"x\"\r\n4,last";
+        assert_eq!(
+            records(csv),
+            [
+                "1,\"two\nlines, \"\"quoted\"\"\"\n",
+                "2,a 5\" screen\n",
+                "3,\"x\"\r\n",
+                "4,last"
+            ]
+        );
+    }
 }

@@ -237,10 +237,8 @@ fn assert_ragged_matches_padded(model: &Embedder) {
     ];
     let windows = model.windows(&texts, InputKind::Passage).unwrap();
     let rows: Vec<&[u32]> = windows.iter().map(|w| w[0].ids.as_slice()).collect();
-    let ragged = augur_core::RaggedEncoder::new(model.encoder())
-        .unwrap()
-        .forward(&rows)
-        .unwrap();
+    let encoder = augur_core::RaggedEncoder::new(model.encoder()).unwrap();
+    let ragged = encoder.forward(&rows).unwrap();
     let seq = rows.iter().map(|r| r.len()).max().unwrap();
     let pad = model.encoder().config().pad_token_id;
     let mut ids = Vec::new();
