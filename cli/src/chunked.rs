@@ -11,15 +11,15 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::{
-    len, Column, CsvEncoding, CsvReadOptions, CsvWriter, DataFrame, IdxSize, JsonFormat,
-    JsonReader, JsonWriter, LazyFrame, ParquetReader, ParquetWriter, PlRefPath, PlanCallback,
-    ScanArgsParquet, SchemaRef, SerReader, SerWriter,
+    len, CsvEncoding, CsvReadOptions, CsvWriter, DataFrame, IdxSize, JsonFormat, JsonReader,
+    JsonWriter, LazyFrame, ParquetReader, ParquetWriter, PlRefPath, PlanCallback, ScanArgsParquet,
+    SchemaRef, SerReader, SerWriter,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::notes::Reject;
+use crate::notes::{rejects_table, Reject};
 use crate::progress::Progress;
 use crate::table::{ensure_parent, Format};
 
@@ -52,29 +52,46 @@ pub fn count_rows(path: &Path) -> Result<usize> {
 
 /// Calls `each(first_row, chunk)` for consecutive chunks of `chunk_rows` rows of `path` (about
 /// that many for Parquet), starting after the first `skip` rows (`first_row` is 0-based in the
-/// whole file). At most one chunk of input is held in memory at a time (two for Parquet).
+/// whole file). A table without rows yields one empty chunk with its columns. Memory held: one
+/// chunk of CSV / NDJSON records (plus, once at the start, the first 10,000 records to infer
+/// column types); for Parquet, up to three chunks and the row groups polars is decoding.
 pub fn for_each_chunk(
     path: &Path,
     skip: usize,
     chunk_rows: usize,
-    each: impl FnMut(usize, DataFrame) -> Result<()>,
+    mut each: impl FnMut(usize, DataFrame) -> Result<()>,
 ) -> Result<()> {
     let chunk_rows = chunk_rows.max(1);
-    match Format::of(path)? {
-        Format::Parquet => for_each_parquet_chunk(path, skip, chunk_rows, each),
-        format => for_each_text_chunk(path, format, skip, chunk_rows, each),
+    let mut delivered = false;
+    let mut counted = |first_row: usize, chunk: DataFrame| {
+        delivered = true;
+        each(first_row, chunk)
+    };
+    let empty = match Format::of(path)? {
+        Format::Parquet => {
+            for_each_parquet_chunk(path, skip, chunk_rows, &mut counted)?;
+            scan_parquet(path)?.limit(0).collect().ok()
+        }
+        format => for_each_text_chunk(path, format, skip, chunk_rows, &mut counted)?,
+    };
+    if !delivered && skip == 0 {
+        if let Some(empty) = empty {
+            each(0, empty)?;
+        }
     }
+    Ok(())
 }
 
 /// CSV and NDJSON: records are read as bytes and each chunk is parsed on its own, with the column
-/// types inferred once from the first rows (so every chunk has the same schema).
+/// types inferred once from the first rows (so every chunk has the same schema). Returns the
+/// table's empty frame (its columns, no rows).
 fn for_each_text_chunk(
     path: &Path,
     format: Format,
     skip: usize,
     chunk_rows: usize,
     mut each: impl FnMut(usize, DataFrame) -> Result<()>,
-) -> Result<()> {
+) -> Result<Option<DataFrame>> {
     let mut records = RecordReader::open(path)?;
     let mut sample = Vec::new();
     for _ in 0..SCHEMA_INFERENCE_ROWS {
@@ -82,9 +99,15 @@ fn for_each_text_chunk(
             break;
         }
     }
-    let schema = parse_records(path, format, &records.header, &sample, None, 0)?
-        .schema()
-        .clone();
+    if sample.is_empty() && records.header.trim_ascii().is_empty() {
+        bail!(
+            "{}: the file is empty (no rows, and no header to tell its columns)",
+            path.display()
+        );
+    }
+    let inferred = parse_records(path, format, &records.header, &sample, None, 0)?;
+    let schema = inferred.schema().clone();
+    let empty = inferred.clear();
     drop(sample);
 
     let mut records = RecordReader::open(path)?;
@@ -102,7 +125,7 @@ fn for_each_text_chunk(
             rows += 1;
         }
         if rows == 0 {
-            return Ok(());
+            return Ok(Some(empty));
         }
         let chunk = parse_records(
             path,
@@ -290,6 +313,9 @@ fn scan_parquet(path: &Path) -> Result<LazyFrame> {
         .with_context(|| format!("{}: cannot read as Parquet", path.display()))
 }
 
+/// Rows per row group of a Parquet output.
+pub const ROW_GROUP_ROWS: usize = 8192;
+
 /// How far a [`PartialTable`] got: what a checkpoint records to restore it.
 #[derive(Debug, Default, Clone, Copy, Serialize, Deserialize)]
 pub struct PartialState {
@@ -323,9 +349,23 @@ impl PartialTable {
         Ok(table)
     }
 
-    /// True when a partial output for `path` exists (an interrupted run left it).
-    pub fn exists(path: &Path) -> Result<bool> {
-        Ok(Self::at(path)?.partial.exists())
+    /// True when the partial output of `path` still holds everything `state` recorded (so the
+    /// run can continue from there).
+    pub fn can_resume(path: &Path, state: PartialState) -> Result<bool> {
+        let table = Self::at(path)?;
+        if state.written == 0 {
+            return Ok(true);
+        }
+        Ok(if table.format == Format::Parquet {
+            (0..state.written).all(|i| table.part(i).is_file())
+        } else {
+            std::fs::metadata(&table.partial).is_ok_and(|m| m.len() >= state.written)
+        })
+    }
+
+    /// Part file `index` of a Parquet output.
+    fn part(&self, index: u64) -> PathBuf {
+        self.partial.join(format!("{index:08}.parquet"))
     }
 
     fn at(path: &Path) -> Result<Self> {
@@ -357,8 +397,10 @@ impl PartialTable {
             std::fs::create_dir_all(partial)
                 .with_context(|| format!("{}: cannot create", partial.display()))?;
             // Parts after the checkpoint belong to a chunk that never completed.
-            for entry in std::fs::read_dir(partial)? {
-                let entry = entry?;
+            let entries = std::fs::read_dir(partial)
+                .with_context(|| format!("{}: cannot list", partial.display()))?;
+            for entry in entries {
+                let entry = entry.with_context(|| format!("{}: cannot list", partial.display()))?;
                 let index = entry
                     .file_name()
                     .to_string_lossy()
@@ -366,7 +408,8 @@ impl PartialTable {
                     .next()
                     .and_then(|n| n.parse::<u64>().ok());
                 if index.is_none_or(|i| i >= state.written) {
-                    std::fs::remove_file(entry.path())?;
+                    std::fs::remove_file(entry.path())
+                        .with_context(|| format!("{}: cannot remove", entry.path().display()))?;
                 }
             }
         } else {
@@ -388,13 +431,13 @@ impl PartialTable {
     pub fn append(&mut self, chunk: &mut DataFrame) -> Result<()> {
         let partial = &self.partial;
         if self.format == Format::Parquet {
-            let part = partial.join(format!("{:08}.parquet", self.state.written));
+            let part = self.part(self.state.written);
             let mut file = File::create(&part)
                 .with_context(|| format!("{}: cannot create", part.display()))?;
             ParquetWriter::new(&mut file)
                 .finish(chunk)
+                .and_then(|_| Ok(file.sync_data()?))
                 .with_context(|| format!("{}: cannot write", part.display()))?;
-            file.sync_data()?;
             self.state.written += 1;
         } else {
             let mut file = std::fs::OpenOptions::new()
@@ -410,9 +453,13 @@ impl PartialTable {
                     .with_json_format(JsonFormat::JsonLines)
                     .finish(chunk)
             };
-            written.with_context(|| format!("{}: cannot append rows", partial.display()))?;
-            file.sync_data()?;
-            self.state.written = file.metadata()?.len();
+            written
+                .and_then(|_| Ok(file.sync_data()?))
+                .with_context(|| format!("{}: cannot append rows", partial.display()))?;
+            self.state.written = file
+                .metadata()
+                .with_context(|| format!("{}: cannot read its size", partial.display()))?
+                .len();
         }
         self.state.rows += chunk.height();
         Ok(())
@@ -423,8 +470,9 @@ impl PartialTable {
         self.state
     }
 
-    /// Moves the complete table under its final name (Parquet parts become one file, one row
-    /// group per chunk, read back one part at a time).
+    /// Moves the complete table under its final name. Parquet parts are read back one at a time
+    /// and rewritten as row groups of [`ROW_GROUP_ROWS`] rows (so the file does not depend on
+    /// where chunks ended).
     pub fn finish(self) -> Result<()> {
         let (path, partial) = (&self.path, &self.partial);
         if self.format != Format::Parquet {
@@ -435,34 +483,60 @@ impl PartialTable {
             "{}.partial",
             path.file_name().unwrap_or_default().to_string_lossy()
         ));
-        let mut file = File::create(&staging)
-            .with_context(|| format!("{}: cannot create", staging.display()))?;
+        let mut file = Some(
+            File::create(&staging)
+                .with_context(|| format!("{}: cannot create", staging.display()))?,
+        );
+        let write_failed = || format!("{}: cannot write", staging.display());
         let mut writer = None;
+        let mut pending: Option<DataFrame> = None;
         for index in 0..self.state.written {
-            let part = partial.join(format!("{index:08}.parquet"));
-            let chunk = ParquetReader::new(
-                File::open(&part).with_context(|| format!("{}: missing", part.display()))?,
-            )
-            .finish()
-            .with_context(|| format!("{}: cannot read", part.display()))?;
-            if writer.is_none() {
-                writer = Some(ParquetWriter::new(&mut file).batched(chunk.schema())?);
+            let part = self.part(index);
+            let chunk = File::open(&part)
+                .map_err(anyhow::Error::from)
+                .and_then(|f| Ok(ParquetReader::new(f).finish()?))
+                .with_context(|| format!("{}: cannot read", part.display()))?;
+            let writer = match &mut writer {
+                Some(w) => w,
+                None => writer.insert(
+                    ParquetWriter::new(file.take().expect("one writer"))
+                        .batched(chunk.schema())
+                        .with_context(write_failed)?,
+                ),
+            };
+            let mut rows = match pending.take() {
+                Some(mut rows) => {
+                    rows.vstack_mut(&chunk).with_context(write_failed)?;
+                    rows
+                }
+                None => chunk,
+            };
+            while rows.height() >= ROW_GROUP_ROWS {
+                let mut group = rows.slice(0, ROW_GROUP_ROWS);
+                group.rechunk_mut();
+                writer.write_batch(&group).with_context(write_failed)?;
+                rows = rows.slice(ROW_GROUP_ROWS as i64, rows.height() - ROW_GROUP_ROWS);
             }
-            writer
-                .as_mut()
-                .expect("created above")
-                .write_batch(&chunk)
-                .with_context(|| format!("{}: cannot write", staging.display()))?;
+            pending = Some(rows);
         }
-        match writer {
-            Some(writer) => {
-                writer.finish()?;
+        match (writer, pending) {
+            (Some(mut writer), Some(mut rows)) => {
+                rows.rechunk_mut();
+                writer.write_batch(&rows).with_context(write_failed)?;
+                writer.finish().with_context(write_failed)?;
             }
-            None => {
-                ParquetWriter::new(&mut file).finish(&mut DataFrame::empty())?;
+            (Some(writer), None) => {
+                writer.finish().with_context(write_failed)?;
+            }
+            (None, _) => {
+                ParquetWriter::new(file.take().expect("no writer yet"))
+                    .finish(&mut DataFrame::empty())
+                    .with_context(write_failed)?;
             }
         }
-        drop(file);
+        File::open(&staging)
+            .and_then(|f| f.sync_all())
+            .with_context(write_failed)?;
         std::fs::rename(&staging, path)
             .with_context(|| format!("{}: cannot move into place", path.display()))?;
         std::fs::remove_dir_all(partial)
@@ -501,10 +575,15 @@ pub struct Checkpoint {
     pub counters: BTreeMap<String, usize>,
     /// The first rejects, for the summary.
     pub first_rejects: Vec<Reject>,
+    /// The first rows the job flagged (1-based data rows), for the summary.
+    pub flagged_rows: Vec<usize>,
 }
 
 /// Rejects kept in the checkpoint for the summary.
 const REJECTS_SHOWN: usize = 10;
+
+/// Flagged rows kept in the checkpoint for the summary.
+const FLAGGED_ROWS_SHOWN: usize = 20;
 
 /// What processing one chunk produced.
 pub struct ChunkOutput {
@@ -516,6 +595,8 @@ pub struct ChunkOutput {
     pub processed: usize,
     /// Counter increments for the summary.
     pub counters: Vec<(String, usize)>,
+    /// Rows worth a warning in the summary (1-based data rows), e.g. rows without text.
+    pub flagged_rows: Vec<usize>,
 }
 
 /// Settings of a chunked job.
@@ -552,14 +633,24 @@ pub fn run_job(
         "{}.checkpoint.json",
         output.file_name().unwrap_or_default().to_string_lossy()
     ));
-    let fingerprint = fingerprint(input, output, &settings.fingerprint_extra);
-    let saved: Option<Checkpoint> = std::fs::read_to_string(&checkpoint_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    let fingerprint = fingerprint(
+        input,
+        output,
+        &format!("{rejects_path:?} {}", settings.fingerprint_extra),
+    );
+    let saved = read_checkpoint(&checkpoint_path);
+    let resumable = match &saved {
+        Some(c) if settings.resume && c.fingerprint == fingerprint => {
+            PartialTable::can_resume(output, c.output)?
+                && match rejects_path {
+                    Some(p) => PartialTable::can_resume(p, c.rejects)?,
+                    None => true,
+                }
+        }
+        _ => false,
+    };
     let (mut checkpoint, mut out, mut rejects) = match saved {
-        Some(c)
-            if settings.resume && c.fingerprint == fingerprint && PartialTable::exists(output)? =>
-        {
+        Some(c) if resumable => {
             eprintln!(
                 "resuming: {} of {total} rows already done ({} rejected)",
                 c.rows_done, c.rejects.rows
@@ -571,10 +662,16 @@ pub fn run_job(
             (c, out, rejects)
         }
         saved => {
-            if saved.is_some() && !settings.resume {
-                eprintln!("note: an interrupted run of this output was found; starting over (pass --resume to continue it)");
-            } else if saved.is_some() {
-                eprintln!("note: the interrupted run used other input or settings; starting over");
+            match saved {
+                Some(_) if !settings.resume => eprintln!("note: an interrupted run of this output was found; starting over (pass --resume to continue it)"),
+                Some(c) if c.fingerprint != fingerprint => eprintln!("note: the interrupted run used other input, output or settings; starting over"),
+                Some(_) => eprintln!("note: the interrupted run's partial output is missing or shorter than its checkpoint; starting over"),
+                None => {}
+            }
+            // The old checkpoint goes first: a crash from here on must not resume into new files.
+            if checkpoint_path.exists() {
+                std::fs::remove_file(&checkpoint_path)
+                    .with_context(|| format!("{}: cannot remove", checkpoint_path.display()))?;
             }
             let fresh = Checkpoint {
                 fingerprint,
@@ -625,23 +722,44 @@ pub fn run_job(
             checkpoint
                 .first_rejects
                 .extend(result.rejects.into_iter().take(room));
+            let room = FLAGGED_ROWS_SHOWN.saturating_sub(checkpoint.flagged_rows.len());
+            checkpoint
+                .flagged_rows
+                .extend(result.flagged_rows.into_iter().take(room));
             save_checkpoint(&checkpoint, &checkpoint_path)?;
             progress.advance(rows);
             Ok(())
         },
     )?;
 
-    out.finish()?;
+    // Rejects first, the output last: the output under its final name means the job is complete.
     match rejects {
         Some(rejects) if checkpoint.rejects.rows > 0 => rejects.finish()?,
         Some(rejects) => rejects.discard()?,
         None => {}
     }
-    std::fs::remove_file(&checkpoint_path).ok();
+    out.finish()?;
+    std::fs::remove_file(&checkpoint_path)
+        .with_context(|| format!("{}: cannot remove", checkpoint_path.display()))?;
     Ok(JobSummary {
         checkpoint,
         rows: total,
     })
+}
+
+/// The saved checkpoint, if one exists and can be read (an unreadable one is reported and ignored).
+fn read_checkpoint(path: &Path) -> Option<Checkpoint> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            eprintln!(
+                "note: {}: unreadable checkpoint ({e}); starting over",
+                path.display()
+            );
+            None
+        }
+    }
 }
 
 /// Writes the checkpoint atomically (temporary file + rename).
@@ -650,27 +768,6 @@ fn save_checkpoint(checkpoint: &Checkpoint, path: &Path) -> Result<()> {
     std::fs::write(&tmp, serde_json::to_string(checkpoint)?)
         .and_then(|_| std::fs::rename(&tmp, path))
         .with_context(|| format!("{}: cannot save checkpoint", path.display()))
-}
-
-/// The rejects as a table: `row` (1-based data row), `id`, `reason`.
-fn rejects_table(rejects: &[Reject]) -> Result<DataFrame> {
-    Ok(DataFrame::new(
-        rejects.len(),
-        vec![
-            Column::new(
-                "row".into(),
-                rejects.iter().map(|r| r.row as u32).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "id".into(),
-                rejects.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
-            ),
-            Column::new(
-                "reason".into(),
-                rejects.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
-            ),
-        ],
-    )?)
 }
 
 /// Identity of a job: input (path, size, modification time), output and settings.

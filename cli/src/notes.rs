@@ -158,7 +158,12 @@ pub fn write_rejects(rejects: &[Reject], path: &Path) -> Result<()> {
         }
         return Ok(());
     }
-    let mut df = DataFrame::new(
+    write_table(&mut rejects_table(rejects)?, path)
+}
+
+/// The rejects as a table: `row` (1-based data row), `id`, `reason`.
+pub fn rejects_table(rejects: &[Reject]) -> Result<DataFrame> {
+    Ok(DataFrame::new(
         rejects.len(),
         vec![
             Column::new(
@@ -174,6 +179,5 @@ pub fn write_rejects(rejects: &[Reject], path: &Path) -> Result<()> {
                 rejects.iter().map(|r| r.reason.clone()).collect::<Vec<_>>(),
             ),
         ],
-    )?;
-    write_table(&mut df, path)
+    )?)
 }

@@ -333,3 +333,62 @@ fn chunked_reading_gives_the_same_output_and_rejects_invalid_utf8_rows() {
         "{chunked_rejects}"
     );
 }
+
+/// Regression: a chunk whose rows all lack text made a list-of-null embedding column, and the
+/// Parquet output failed (or came out malformed) when its parts were joined.
+#[test]
+fn embed_to_parquet_in_one_row_chunks_keeps_rows_without_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("embedded.parquet");
+    let run = augur(&[
+        "embed",
+        &sample(),
+        "-o",
+        out.to_str().unwrap(),
+        "--chunk-size",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("embedded 8 of 9 rows"), "{stderr}");
+    assert!(
+        stderr.contains("data rows 5"),
+        "the row without text is named: {stderr}"
+    );
+    assert!(out.is_file());
+}
+
+/// A table with a header and no rows gives an output with the columns and no rows; an empty file
+/// is refused with a message that says so.
+#[test]
+fn header_only_input_gives_an_empty_table_and_an_empty_file_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("notes.csv");
+    std::fs::write(&input, "id,account_id,timestamp,channel,text\n").unwrap();
+    let out = tmp.path().join("signals.csv");
+    let run = augur(&[
+        "extract",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.starts_with("note_id,signal,"), "{written:?}");
+    assert_eq!(written.lines().count(), 1, "{written:?}");
+
+    std::fs::write(&input, "").unwrap();
+    let run = augur(&[
+        "extract",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("the file is empty"), "{stderr}");
+}

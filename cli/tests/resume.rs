@@ -46,8 +46,11 @@ fn job(subcommand: &str, input: &Path, output: &Path, extra: &[&str]) -> Command
 }
 
 /// Runs `subcommand` once uninterrupted and once killed with SIGKILL after two chunks and then
-/// resumed; both outputs (named `full.EXT` / `resumed.EXT`) must be byte-identical.
-fn killed_job_resumes_to_identical_output(subcommand: &str, ext: &str) {
+/// resumed; both outputs (named `full.EXT` / `resumed.EXT`) must be byte-identical. With
+/// `lose_partial`, the partial output is emptied before resuming (as a fresh run without
+/// `--resume` does before it is killed in turn): the resume must start over, not trust the
+/// checkpoint.
+fn killed_job_resumes_to_identical_output(subcommand: &str, ext: &str, lose_partial: bool) {
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("notes.ndjson");
     let total = write_input(&input);
@@ -99,12 +102,20 @@ fn killed_job_resumes_to_identical_output(subcommand: &str, ext: &str) {
         "an interrupted job leaves no output under the final name"
     );
 
+    if lose_partial {
+        let partial = tmp.path().join(format!("resumed.{ext}.partial"));
+        std::fs::write(&partial, b"").unwrap();
+    }
     let again = job(subcommand, &input, &resumed, &["--resume"])
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(again.status.success(), "{stderr}");
-    assert!(stderr.contains("resuming"), "{stderr}");
+    if lose_partial {
+        assert!(stderr.contains("shorter than its checkpoint"), "{stderr}");
+    } else {
+        assert!(stderr.contains("resuming"), "{stderr}");
+    }
     assert_eq!(
         std::fs::read(&resumed).unwrap(),
         std::fs::read(&full).unwrap(),
@@ -118,10 +129,17 @@ fn killed_job_resumes_to_identical_output(subcommand: &str, ext: &str) {
 
 #[test]
 fn killed_extract_resumes_to_identical_ndjson() {
-    killed_job_resumes_to_identical_output("extract", "ndjson");
+    killed_job_resumes_to_identical_output("extract", "ndjson", false);
 }
 
 #[test]
 fn killed_embed_resumes_to_identical_parquet() {
-    killed_job_resumes_to_identical_output("embed", "parquet");
+    killed_job_resumes_to_identical_output("embed", "parquet", false);
+}
+
+/// Regression: a stale checkpoint next to an emptied partial output used to be trusted, and the
+/// resumed output began with NUL bytes.
+#[test]
+fn resume_starts_over_when_the_partial_output_is_shorter_than_its_checkpoint() {
+    killed_job_resumes_to_identical_output("extract", "ndjson", true);
 }

@@ -18,6 +18,7 @@ struct Args {
     max_tokens: usize,
     batch_sizes: Vec<usize>,
     single_runs: usize,
+    python: String,
 }
 
 fn parse_args() -> Result<Args> {
@@ -29,6 +30,7 @@ fn parse_args() -> Result<Args> {
         max_tokens: 256,
         batch_sizes: vec![1, 8, 32],
         single_runs: 30,
+        python: "python3".into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,8 +47,9 @@ fn parse_args() -> Result<Args> {
                     .collect::<Result<_, _>>()?
             }
             "--single-runs" => args.single_runs = value()?.parse()?,
+            "--python" => args.python = value()?,
             "-h" | "--help" => {
-                println!("encoder_bench [--model DIR] [--corpus FILE.jsonl] [--limit N] [--max-tokens 256] [--batch-sizes 1,8,32] [--single-runs 30]");
+                println!("encoder_bench [--model DIR] [--corpus FILE.jsonl] [--limit N] [--max-tokens 256] [--batch-sizes 1,8,32] [--single-runs 30] [--python python3|none]");
                 std::process::exit(0);
             }
             other => bail!("unknown flag {other}; see --help"),
@@ -126,6 +129,7 @@ fn main() -> Result<()> {
         "{:>5} | {:>14} {:>14} | {:>14} {:>14} | {:>6} | {:>10}",
         "batch", "augur texts/s", "tokens/s", "candle texts/s", "tokens/s", "ratio", "min cosine"
     );
+    let mut batch32_seconds = None;
     for &batch in &args.batch_sizes {
         let embedder = build(batch)?;
         let windows: Vec<TokenWindow> = ids
@@ -152,6 +156,9 @@ fn main() -> Result<()> {
             .map(|(a, b)| cosine(a, b))
             .fold(f32::INFINITY, f32::min);
         let n = texts.len() as f64;
+        if batch == PYTHON_BATCH {
+            batch32_seconds = Some(ours);
+        }
         println!(
             "{batch:>5} | {:>14.1} {:>14.0} | {:>14.1} {:>14.0} | {:>5.2}x | {min_cosine:>10.6}",
             n / ours,
@@ -179,6 +186,93 @@ fn main() -> Result<()> {
         message.chars().count(),
         theirs / ours
     );
+    if args.python != "none" {
+        let single = first_windows(augur.windows(&[message], InputKind::Passage)?).remove(0);
+        python_baselines(&args, &ids, &single, batch32_seconds, ours)?;
+    }
+    Ok(())
+}
+
+/// Batch size of the Python baselines' run (the protocol).
+const PYTHON_BATCH: usize = 32;
+
+/// Runs `benches/python_baselines.py` (PyTorch, onnxruntime fp32 / int8, when importable) on the
+/// same token ids in the same buckets, and prints Augur's ratio to each.
+fn python_baselines(
+    args: &Args,
+    ids: &[Vec<u32>],
+    single: &[u32],
+    augur_batch_seconds: Option<f64>,
+    augur_single_ms: f64,
+) -> Result<()> {
+    let mut order: Vec<usize> = (0..ids.len()).collect();
+    order.sort_by_key(|&i| ids[i].len());
+    let batches: Vec<Vec<&Vec<u32>>> = order
+        .chunks(PYTHON_BATCH)
+        .map(|b| b.iter().map(|&i| &ids[i]).collect())
+        .collect();
+    let work = std::env::temp_dir().join(format!("augur-bench-ids-{}.json", std::process::id()));
+    std::fs::write(
+        &work,
+        serde_json::json!({"batches": batches, "single": single, "runs": args.single_runs})
+            .to_string(),
+    )?;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python_baselines.py");
+    let output = std::process::Command::new(&args.python)
+        .arg(&script)
+        .arg("--model")
+        .arg(&args.model)
+        .arg("--ids")
+        .arg(&work)
+        .arg("--threads")
+        .arg(rayon_threads().to_string())
+        .output();
+    std::fs::remove_file(&work).ok();
+    let output = match output {
+        Ok(o) if o.status.success() => o,
+        Ok(o) => {
+            println!(
+                "python baselines: failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
+            return Ok(());
+        }
+        Err(e) => {
+            println!("python baselines: cannot run {}: {e}", args.python);
+            return Ok(());
+        }
+    };
+    let n = ids.len() as f64;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let backend = v["backend"].as_str().unwrap_or("?");
+        if let Some(why) = v["skipped"].as_str() {
+            println!("{backend}: skipped ({why})");
+            continue;
+        }
+        let (Some(seconds), Some(p50)) = (v["seconds"].as_f64(), v["single_ms_p50"].as_f64())
+        else {
+            continue;
+        };
+        let throughput = match augur_batch_seconds {
+            Some(ours) => format!(
+                "{:.1} texts/s at batch {PYTHON_BATCH}, augur {:.2}x",
+                n / seconds,
+                seconds / ours
+            ),
+            None => format!("{:.1} texts/s at batch {PYTHON_BATCH}", n / seconds),
+        };
+        println!(
+            "{backend}: {throughput}; single p50 {p50:.1} ms, augur {:.2}x",
+            p50 / augur_single_ms
+        );
+    }
     Ok(())
 }
 

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use augur_core::{Embedder, InputKind, LongTextPolicy};
 use clap::ValueEnum;
-use polars::prelude::{Column, IntoColumn, IntoSeries, ListChunked, NamedFrom, PlSmallStr, Series};
+use polars::prelude::{
+    Column, DataType, IntoColumn, IntoSeries, ListChunked, NamedFrom, PlSmallStr, Series,
+};
 
 use crate::chunked::{run_job, ChunkOutput, JobSettings};
 use crate::commands::ModelArgs;
@@ -106,7 +108,6 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         resume: args.resume,
         chunk_rows: args.chunk_size.max(1),
     };
-    let mut missing_rows: Vec<usize> = Vec::new();
     let summary = run_job(
         &args.input,
         &args.output,
@@ -124,13 +125,10 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             for ((i, _), vector) in present.iter().zip(embedder.embed(&batch, kind)?) {
                 vectors[*i] = Some(vector);
             }
-            let missing = df.height() - present.len();
-            missing_rows.extend(
-                (0..df.height())
-                    .filter(|&i| vectors[i].is_none())
-                    .map(|i| first_row + i + 1)
-                    .take(MISSING_ROWS_SHOWN.saturating_sub(missing_rows.len())),
-            );
+            let missing: Vec<usize> = (0..df.height())
+                .filter(|&i| vectors[i].is_none())
+                .map(|i| first_row + i + 1)
+                .collect();
             let mut table = df.clone();
             table
                 .with_column(embedding_column(&vectors, output_format))
@@ -139,7 +137,8 @@ pub fn run(args: EmbedArgs) -> Result<()> {
                 table,
                 rejects: Vec::new(),
                 processed: present.len(),
-                counters: vec![(MISSING_TEXT.to_string(), missing)],
+                counters: vec![(MISSING_TEXT.to_string(), missing.len())],
+                flagged_rows: missing,
             })
         },
     )?;
@@ -153,7 +152,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     );
     let missing = done.counters.get(MISSING_TEXT).copied().unwrap_or(0);
     if missing > 0 {
-        let shown: Vec<String> = missing_rows.iter().map(usize::to_string).collect();
+        let shown: Vec<String> = done.flagged_rows.iter().map(usize::to_string).collect();
         eprintln!(
             "warning: {missing} rows had no `{}` and got a null embedding (data rows {}{})",
             args.text_column,
@@ -163,9 +162,6 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     }
     Ok(())
 }
-
-/// Rows without text listed in the summary.
-const MISSING_ROWS_SHOWN: usize = 20;
 
 /// Builds the `embedding` column: a list column, or JSON strings for CSV (which has no lists).
 fn embedding_column(vectors: &[Option<Vec<f32>>], format: Format) -> Column {
@@ -186,7 +182,11 @@ fn embedding_column(vectors: &[Option<Vec<f32>>], format: Format) -> Column {
                 .map(|v| Series::new(PlSmallStr::EMPTY, v.as_slice()))
         })
         .collect();
+    // Typed explicitly: a chunk whose rows all lack text would otherwise be a list of nulls, and
+    // its Parquet part would not match the others.
     list.with_name("embedding".into())
         .into_series()
+        .cast(&DataType::List(Box::new(DataType::Float32)))
+        .expect("a list of floats (or nulls) casts to a list of f32")
         .into_column()
 }

@@ -184,6 +184,7 @@ fn run_table(
                 rejects,
                 processed: notes.len(),
                 counters,
+                flagged_rows: Vec::new(),
             })
         },
     )?;

@@ -34,11 +34,11 @@ const ROWS_PER_TASK: usize = 16;
 /// `out[m, n] = x[m, k] · wᵀ + bias`, with `w` row-major `[n, k]` (the Hugging Face layout).
 pub(crate) fn linear(x: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
     let n = bias.len();
+    assert!(n > 0 && w.len() % n == 0, "weight is not [{n}, k]");
     let k = w.len() / n;
+    assert!(k > 0 && x.len() % k == 0, "input rows are not {k} wide");
     let m = x.len() / k;
-    debug_assert_eq!(w.len(), n * k);
-    debug_assert_eq!(x.len(), m * k);
-    debug_assert_eq!(out.len(), m * n);
+    assert_eq!(out.len(), m * n, "output is not [{m}, {n}]");
     for row in out.chunks_exact_mut(n) {
         row.copy_from_slice(bias);
     }
@@ -48,7 +48,7 @@ pub(crate) fn linear(x: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the pointers cover `m·n`, `m·k` and `n·k` elements (checked above), with the
+    // SAFETY: the pointers cover `m·n`, `m·k` and `n·k` elements (asserted above), with the
     // strides of row-major `out`, `x` and of `wᵀ` read from row-major `w`.
     unsafe {
         gemm::gemm(
