@@ -34,9 +34,9 @@ const ROWS_PER_TASK: usize = 16;
 /// `out[m, n] = x[m, k] · wᵀ + bias`, with `w` row-major `[n, k]` (the Hugging Face layout).
 pub(crate) fn linear(x: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
     let n = bias.len();
-    assert!(n > 0 && w.len() % n == 0, "weight is not [{n}, k]");
+    assert!(n > 0 && w.len().is_multiple_of(n), "weight is not [{n}, k]");
     let k = w.len() / n;
-    assert!(k > 0 && x.len() % k == 0, "input rows are not {k} wide");
+    assert!(k > 0 && x.len().is_multiple_of(k), "input rows are not {k} wide");
     let m = x.len() / k;
     assert_eq!(out.len(), m * n, "output is not [{m}, {n}]");
     for row in out.chunks_exact_mut(n) {
