@@ -5,7 +5,8 @@ padded to its longest row, mean pooling), on the same number of threads.
 
 Called by `encoder_bench` with `--ids FILE` (JSON: {"batches": [[[ids...], ...], ...],
 "single": [ids...], "runs": N}); prints one JSON object per available backend:
-{"backend": "...", "seconds": s, "single_ms_p50": ms}. Backends whose packages are not importable
+{"backend": "...", "seconds": s, "single_ms_p50": ms, "single_vector": [mean-pooled state of
+"single", so the caller can check that the same model ran]}. Backends whose packages are not importable
 are skipped with a line {"backend": "...", "skipped": "why"}. Exit status 0 unless something broke.
 """
 
@@ -58,11 +59,19 @@ def torch_backend(model_dir, threads):
 def export_onnx(model, model_dir, cache):
     import torch
 
+    class LastHiddenState(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
     path = os.path.join(cache, "model_fp32.onnx")
     if not os.path.exists(path):
         ids = torch.ones((2, 8), dtype=torch.long)
         torch.onnx.export(
-            model,
+            LastHiddenState(model).eval(),
             (ids, torch.ones_like(ids)),
             path,
             input_names=["input_ids", "attention_mask"],
@@ -109,7 +118,9 @@ def main():
 
     def report(backend, run_batch):
         seconds, p50 = timed(run_batch, batches, single, runs)
-        print(json.dumps({"backend": backend, "seconds": seconds, "single_ms_p50": p50}), flush=True)
+        vector = [float(x) for x in run_batch([single])[0]]
+        line = {"backend": backend, "seconds": seconds, "single_ms_p50": p50, "single_vector": vector}
+        print(json.dumps(line), flush=True)
 
     try:
         model, run_torch = torch_backend(args.model, args.threads)

@@ -188,7 +188,18 @@ fn main() -> Result<()> {
     );
     if args.python != "none" {
         let single = first_windows(augur.windows(&[message], InputKind::Passage)?).remove(0);
-        python_baselines(&args, &ids, &single, batch32_seconds, ours)?;
+        let single_vector = augur
+            .encode_windows(&[TokenWindow {
+                text_index: 0,
+                ids: single.clone(),
+            }])?
+            .remove(0);
+        let augur_run = AugurRun {
+            batch_seconds: batch32_seconds,
+            single_ms: ours,
+            single_vector,
+        };
+        python_baselines(&args, &ids, &single, &augur_run)?;
     }
     Ok(())
 }
@@ -196,15 +207,20 @@ fn main() -> Result<()> {
 /// Batch size of the Python baselines' run (the protocol).
 const PYTHON_BATCH: usize = 32;
 
+/// What the Python baselines are compared with.
+struct AugurRun {
+    /// Seconds for the corpus at batch [`PYTHON_BATCH`] (if that batch size was run).
+    batch_seconds: Option<f64>,
+    /// Single-message p50.
+    single_ms: f64,
+    /// Mean-pooled vector of the single message.
+    single_vector: Vec<f32>,
+}
+
 /// Runs `benches/python_baselines.py` (PyTorch, onnxruntime fp32 / int8, when importable) on the
-/// same token ids in the same buckets, and prints Augur's ratio to each.
-fn python_baselines(
-    args: &Args,
-    ids: &[Vec<u32>],
-    single: &[u32],
-    augur_batch_seconds: Option<f64>,
-    augur_single_ms: f64,
-) -> Result<()> {
+/// same token ids in the same buckets, and prints Augur's ratio to each and the cosine between
+/// their vector and Augur's for the single message.
+fn python_baselines(args: &Args, ids: &[Vec<u32>], single: &[u32], augur: &AugurRun) -> Result<()> {
     let mut order: Vec<usize> = (0..ids.len()).collect();
     order.sort_by_key(|&i| ids[i].len());
     let batches: Vec<Vec<&Vec<u32>>> = order
@@ -260,7 +276,11 @@ fn python_baselines(
         else {
             continue;
         };
-        let throughput = match augur_batch_seconds {
+        let vector: Vec<f32> = v["single_vector"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect())
+            .unwrap_or_default();
+        let throughput = match augur.batch_seconds {
             Some(ours) => format!(
                 "{:.1} texts/s at batch {PYTHON_BATCH}, augur {:.2}x",
                 n / seconds,
@@ -269,8 +289,9 @@ fn python_baselines(
             None => format!("{:.1} texts/s at batch {PYTHON_BATCH}", n / seconds),
         };
         println!(
-            "{backend}: {throughput}; single p50 {p50:.1} ms, augur {:.2}x",
-            p50 / augur_single_ms
+            "{backend}: {throughput}; single p50 {p50:.1} ms, augur {:.2}x; cosine to augur {:.6}",
+            p50 / augur.single_ms,
+            cosine(&vector, &augur.single_vector)
         );
     }
     Ok(())
