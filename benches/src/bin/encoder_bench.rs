@@ -99,14 +99,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 fn main() -> Result<()> {
     let args = parse_args()?;
     let texts = load_corpus(&args.corpus, args.limit)?;
-    let build = |batch: usize| {
+    let build_with = |batch: usize, int8: bool| {
         Embedder::builder(args.model.display().to_string())
             .with_locator(ModelLocator::empty())
             .with_long_text(LongTextPolicy::Truncate)
             .with_max_tokens(args.max_tokens)
             .with_batch_size(batch)
+            .with_int8(int8)
             .build()
     };
+    let build = |batch: usize| build_with(batch, false);
     let augur = build(32)?;
     let baseline = CandleBaseline::load(&args.model)?;
     let ids = first_windows(augur.windows(&texts, InputKind::Passage)?);
@@ -130,6 +132,7 @@ fn main() -> Result<()> {
         "batch", "augur texts/s", "tokens/s", "candle texts/s", "tokens/s", "ratio", "min cosine"
     );
     let mut batch32_seconds = None;
+    let mut batch32_vectors = Vec::new();
     for &batch in &args.batch_sizes {
         let embedder = build(batch)?;
         let windows: Vec<TokenWindow> = ids
@@ -158,6 +161,7 @@ fn main() -> Result<()> {
         let n = texts.len() as f64;
         if batch == PYTHON_BATCH {
             batch32_seconds = Some(ours);
+            batch32_vectors = our_vectors.clone();
         }
         println!(
             "{batch:>5} | {:>14.1} {:>14.0} | {:>14.1} {:>14.0} | {:>5.2}x | {min_cosine:>10.6}",
@@ -186,6 +190,14 @@ fn main() -> Result<()> {
         message.chars().count(),
         theirs / ours
     );
+    int8_path(
+        &args,
+        &ids,
+        &batch32_vectors,
+        batch32_seconds,
+        ours,
+        build_with(PYTHON_BATCH, true)?,
+    )?;
     if args.python != "none" {
         let single = first_windows(augur.windows(&[message], InputKind::Passage)?).remove(0);
         let single_vector = augur
@@ -201,6 +213,51 @@ fn main() -> Result<()> {
         };
         python_baselines(&args, &ids, &single, &augur_run)?;
     }
+    Ok(())
+}
+
+/// The int8 path at batch [`PYTHON_BATCH`]: throughput and single-message p50 as ratios to the
+/// f32 path, and the smallest cosine between its vectors and the f32 ones.
+fn int8_path(
+    args: &Args,
+    ids: &[Vec<u32>],
+    f32_vectors: &[Vec<f32>],
+    f32_seconds: Option<f64>,
+    f32_single_ms: f64,
+    int8: Embedder,
+) -> Result<()> {
+    let windows: Vec<TokenWindow> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, w)| TokenWindow {
+            text_index: i,
+            ids: w.clone(),
+        })
+        .collect();
+    let start = Instant::now();
+    let vectors = int8.encode_windows(&windows)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let message = "客户说产线升级的预算已经批下来了";
+    let mut single = Vec::new();
+    for _ in 0..args.single_runs {
+        let start = Instant::now();
+        int8.embed_one(message, InputKind::Passage)?;
+        single.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let single = median(single);
+    let min_cosine = vectors
+        .iter()
+        .zip(f32_vectors)
+        .map(|(a, b)| cosine(a, b))
+        .fold(f32::INFINITY, f32::min);
+    let vs_f32 = f32_seconds.map_or(String::new(), |f| {
+        format!(", {:.2}x the f32 path", f / seconds)
+    });
+    println!(
+        "int8 (batch {PYTHON_BATCH}): {:.1} texts/s{vs_f32}; single p50 {single:.1} ms ({:.2}x); min cosine to f32 {min_cosine:.6}",
+        ids.len() as f64 / seconds,
+        f32_single_ms / single,
+    );
     Ok(())
 }
 
@@ -278,7 +335,12 @@ fn python_baselines(args: &Args, ids: &[Vec<u32>], single: &[u32], augur: &Augur
         };
         let vector: Vec<f32> = v["single_vector"]
             .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x as f32).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_f64())
+                    .map(|x| x as f32)
+                    .collect()
+            })
             .unwrap_or_default();
         let throughput = match augur.batch_seconds {
             Some(ours) => format!(

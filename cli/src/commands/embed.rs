@@ -90,6 +90,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     };
     let embedder = Embedder::builder(&args.model.model)
         .with_locator(args.model.locator())
+        .with_int8(args.model.int8)
         .with_long_text(long_text)
         .with_batch_size(args.batch_size)
         .build()

@@ -125,6 +125,7 @@ fn read_examples(path: &Path) -> Result<Vec<LabelledText>> {
 fn load_base(model: &ModelArgs) -> Result<Embedder> {
     Embedder::builder(&model.model)
         .with_locator(model.locator())
+        .with_int8(model.int8)
         .build()
         .with_context(|| format!("loading model `{}`", model.model))
 }

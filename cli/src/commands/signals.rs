@@ -38,6 +38,7 @@ pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtra
     };
     let embedder = Embedder::builder(&model.model)
         .with_locator(model.locator())
+        .with_int8(model.int8)
         .build()
         .with_context(|| format!("loading model `{}`", model.model))?;
     eprintln!(

@@ -200,11 +200,12 @@ impl SignalExtractorBuilder {
         }
         key.add_bytes(
             format!(
-                "{:?} {:?} {:?} {}",
+                "{:?} {:?} {:?} {} int8={}",
                 self.fit,
                 self.lexical.map(|(h, w)| (h.dim(), w)),
                 self.embedder.long_text(),
-                self.embedder.max_tokens()
+                self.embedder.max_tokens(),
+                self.embedder.int8()
             )
             .as_bytes(),
         );

@@ -28,6 +28,7 @@ pub struct EmbedderBuilder {
     long_text: LongTextPolicy,
     max_tokens: Option<usize>,
     batch_size: usize,
+    int8: bool,
 }
 
 impl EmbedderBuilder {
@@ -68,6 +69,13 @@ impl EmbedderBuilder {
         self
     }
 
+    /// Runs the dense layers with int8 weights and quantised activations on the CPU (see
+    /// [`RaggedEncoder::quantized`]); default: f32.
+    pub fn with_int8(mut self, int8: bool) -> Self {
+        self.int8 = int8;
+        self
+    }
+
     /// Windows per encoder call (default: 32).
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         self.batch_size = batch_size.max(1);
@@ -92,7 +100,8 @@ impl EmbedderBuilder {
             long_text: self.long_text,
             max_tokens,
             batch_size: self.batch_size,
-            ragged: ragged_for(&encoder)?,
+            ragged: ragged_for(&encoder, self.int8)?,
+            int8: self.int8,
             encoder,
             tokenizer,
             card,
@@ -142,6 +151,8 @@ pub struct Embedder {
     long_text: LongTextPolicy,
     max_tokens: usize,
     batch_size: usize,
+    /// Whether the CPU path runs int8 dense layers.
+    int8: bool,
 }
 
 impl Embedder {
@@ -156,6 +167,7 @@ impl Embedder {
             long_text: LongTextPolicy::default(),
             max_tokens: None,
             batch_size: 32,
+            int8: false,
         }
     }
 
@@ -173,7 +185,7 @@ impl Embedder {
     ) -> Result<Self> {
         let mut adapted = self.clone();
         adapted.encoder = self.encoder.with_adapter(adapter)?;
-        adapted.ragged = ragged_for(&adapted.encoder)?;
+        adapted.ragged = ragged_for(&adapted.encoder, self.int8)?;
         Ok(adapted)
     }
 
@@ -210,6 +222,11 @@ impl Embedder {
     /// Long-text policy in use.
     pub fn long_text(&self) -> LongTextPolicy {
         self.long_text
+    }
+
+    /// Whether the dense layers run in int8 (see [`EmbedderBuilder::with_int8`]).
+    pub fn int8(&self) -> bool {
+        self.int8
     }
 
     /// Tokens per window.
@@ -332,11 +349,15 @@ impl Embedder {
     }
 }
 
-/// The unpadded inference path for an encoder whose weights are on the CPU.
-fn ragged_for(encoder: &BertEncoder) -> Result<Option<Arc<RaggedEncoder>>> {
-    if encoder.device().is_cpu() {
-        Ok(Some(Arc::new(RaggedEncoder::new(encoder)?)))
-    } else {
-        Ok(None)
+/// The unpadded inference path for an encoder whose weights are on the CPU (int8 on request).
+fn ragged_for(encoder: &BertEncoder, int8: bool) -> Result<Option<Arc<RaggedEncoder>>> {
+    if !encoder.device().is_cpu() {
+        return Ok(None);
     }
+    let ragged = RaggedEncoder::new(encoder)?;
+    Ok(Some(Arc::new(if int8 {
+        ragged.quantized()
+    } else {
+        ragged
+    })))
 }

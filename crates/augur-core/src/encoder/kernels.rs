@@ -36,7 +36,10 @@ pub(crate) fn linear(x: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
     let n = bias.len();
     assert!(n > 0 && w.len().is_multiple_of(n), "weight is not [{n}, k]");
     let k = w.len() / n;
-    assert!(k > 0 && x.len().is_multiple_of(k), "input rows are not {k} wide");
+    assert!(
+        k > 0 && x.len().is_multiple_of(k),
+        "input rows are not {k} wide"
+    );
     let m = x.len() / k;
     assert_eq!(out.len(), m * n, "output is not [{m}, {n}]");
     for row in out.chunks_exact_mut(n) {

@@ -2,6 +2,7 @@
 
 pub mod adapter;
 pub mod bert;
+mod int8;
 mod kernels;
 pub mod linear;
 pub mod ragged;
