@@ -5,6 +5,11 @@
 
 use rayon::prelude::*;
 
+thread_local! {
+    /// Quantised activations, reused from one product to the next on the calling thread.
+    static QUANTISED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Output features per packed panel (one 512-bit register of i32 sums).
 const PANEL: usize = 16;
 /// Input rows per tile of the VNNI kernel.
@@ -61,7 +66,16 @@ impl Int8Dense {
         let (n, k, k4) = (self.bias.len(), self.k, self.k4);
         let m = x.len() / k;
         out.resize(m * n, 0.0);
-        let mut quantised = vec![0u8; m * k4];
+        QUANTISED.with_borrow_mut(|quantised| {
+            quantised.resize(m * k4, 0);
+            self.apply_quantised(x, quantised, out);
+        });
+    }
+
+    /// [`Int8Dense::apply`] with a buffer for the quantised activations.
+    fn apply_quantised(&self, x: &[f32], quantised: &mut [u8], out: &mut [f32]) {
+        let (n, k, k4) = (self.bias.len(), self.k, self.k4);
+        let m = x.len() / k;
         let mut row_scales = vec![0f32; m];
         let mut zeros = vec![0i32; m];
         quantised
@@ -70,7 +84,7 @@ impl Int8Dense {
             .zip(row_scales.par_iter_mut().zip(zeros.par_iter_mut()))
             .for_each(|((q, row), (scale, zero))| (*scale, *zero) = quantise_row(row, q));
         let rows = Rows {
-            quantised: &quantised,
+            quantised,
             scales: &row_scales,
             zeros: &zeros,
         };
@@ -85,10 +99,10 @@ impl Int8Dense {
     /// Rows `first..first + count` of the product into `out` (`[count, n]`).
     fn rows_product(&self, rows: &Rows, first: usize, count: usize, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if count == TILE_ROWS && vnni_available() {
-            // SAFETY: the CPU has the features (checked above); `out` holds `TILE_ROWS·n` values
+        if vnni_available() {
+            // SAFETY: the CPU has the features (checked above); `out` holds `count·n` values
             // and the rows and panels are read within their lengths (see `tile_vnni`).
-            unsafe { self.tile_vnni(rows, first, out) };
+            unsafe { self.tile_vnni(rows, first, count, out) };
             return;
         }
         self.rows_portable(rows, first, count, out);
@@ -121,16 +135,17 @@ impl Int8Dense {
         centred as f32 * (rows.scales[row] * self.scales[j]) + self.bias[j]
     }
 
-    /// [`TILE_ROWS`] rows × all panels with `vpdpbusd`.
+    /// Rows `first..first + count` (`count ≤ TILE_ROWS`) × all panels with `vpdpbusd`; a short
+    /// tile repeats its last row in the unused slots and stores only its own rows.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn tile_vnni(&self, rows: &Rows, first: usize, out: &mut [f32]) {
+    unsafe fn tile_vnni(&self, rows: &Rows, first: usize, count: usize, out: &mut [f32]) {
         use std::arch::x86_64::*;
         let n = self.bias.len();
         let k4 = self.k4;
         let groups = k4 / 4;
         let row_ptr: [*const u8; TILE_ROWS] =
-            std::array::from_fn(|r| rows.quantised[(first + r) * k4..].as_ptr());
+            std::array::from_fn(|r| rows.quantised[(first + r.min(count - 1)) * k4..].as_ptr());
         let full_panels = n / PANEL;
         for panel in 0..full_panels {
             let weights = self.packed[panel * PANEL * k4..].as_ptr();
@@ -147,7 +162,7 @@ impl Int8Dense {
             let sums = _mm512_loadu_si512(self.sums[j0..].as_ptr() as *const _);
             let scales = _mm512_loadu_ps(self.scales[j0..].as_ptr());
             let bias = _mm512_loadu_ps(self.bias[j0..].as_ptr());
-            for r in 0..TILE_ROWS {
+            for r in 0..count {
                 let row = first + r;
                 let zero = _mm512_set1_epi32(rows.zeros[row]);
                 let centred = _mm512_sub_epi32(acc[r], _mm512_mullo_epi32(zero, sums));
@@ -158,9 +173,9 @@ impl Int8Dense {
         }
         // Features of a last, partial panel.
         if full_panels * PANEL < n {
-            let mut tail = vec![0f32; TILE_ROWS * n];
-            self.rows_portable(rows, first, TILE_ROWS, &mut tail);
-            for r in 0..TILE_ROWS {
+            let mut tail = vec![0f32; count * n];
+            self.rows_portable(rows, first, count, &mut tail);
+            for r in 0..count {
                 let from = r * n + full_panels * PANEL;
                 out[from..(r + 1) * n].copy_from_slice(&tail[from..(r + 1) * n]);
             }
@@ -177,19 +192,47 @@ struct Rows<'a> {
 
 /// Quantises one row to u8 with its own scale and zero point; returns `(scale, zero_point)`.
 fn quantise_row(row: &[f32], out: &mut [u8]) -> (f32, i32) {
-    let (min, max) = row
-        .iter()
-        .fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let mut range = [0f32; 2];
+    min_max(row, &mut range);
+    let [min, max] = range;
     let scale = if max > min { (max - min) / 255.0 } else { 1.0 };
     let zero = (-min / scale).round().clamp(0.0, 255.0);
-    for (q, v) in out.iter_mut().zip(row) {
-        *q = (v / scale + zero).round().clamp(0.0, 255.0) as u8;
-    }
+    quantise_values(row, out, 1.0 / scale, zero);
     // Padding inputs (k rounded up to 4) hold the zero point, so they add nothing once centred.
-    for q in out.iter_mut().skip(row.len()) {
-        *q = zero as u8;
-    }
+    out[row.len()..].fill(zero as u8);
     (scale, zero as i32)
+}
+
+simd_dispatch! {
+    /// `range = [min(0, row…), max(0, row…)]`, in eight independent lanes.
+    fn min_max(row: &[f32], range: &mut [f32; 2]) {
+        let (mut lo, mut hi) = ([0f32; 8], [0f32; 8]);
+        let (body, tail) = row.split_at(row.len() / 8 * 8);
+        for chunk in body.chunks_exact(8) {
+            for l in 0..8 {
+                // Comparisons rather than f32::min/max (whose NaN rules keep them scalar).
+                lo[l] = if chunk[l] < lo[l] { chunk[l] } else { lo[l] };
+                hi[l] = if chunk[l] > hi[l] { chunk[l] } else { hi[l] };
+            }
+        }
+        let lo = tail.iter().chain(&lo).fold(0f32, |m, &v| m.min(v));
+        let hi = tail.iter().chain(&hi).fold(0f32, |m, &v| m.max(v));
+        *range = [lo, hi];
+    }
+}
+
+simd_dispatch! {
+    /// `out = round(row / scale) + zero`, clamped to u8 (`inverse_scale = 1 / scale`).
+    fn quantise_values(row: &[f32], out: &mut [u8], inverse_scale: f32, zero: f32) {
+        for (q, v) in out.iter_mut().zip(row) {
+            // Clamped to [0.5, 255.5] (NaN to 0.5), so truncating rounds to nearest.
+            let shifted = v.mul_add(inverse_scale, zero + 0.5);
+            let clamped = if shifted > 0.5 { shifted } else { 0.5 };
+            let clamped = if clamped < 255.5 { clamped } else { 255.5 };
+            // SAFETY: `clamped` is finite and within [0.5, 255.5], so it fits an i32.
+            *q = unsafe { clamped.to_int_unchecked::<i32>() } as u8;
+        }
+    }
 }
 
 /// True when this CPU runs the VNNI kernel.
@@ -229,6 +272,41 @@ mod tests {
                 }
             }
             assert!(worst < 0.02, "m {m} k {k} n {n}: relative error {worst}");
+        }
+    }
+
+    /// The SIMD kernel (when this CPU has it) and the portable loop compute the same sums.
+    #[test]
+    fn fast_and_portable_kernels_agree() {
+        let (m, k, n) = (11, 40, 48);
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 29 % 89) as f32 - 44.0) / 20.0)
+            .collect();
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 31 % 83) as f32 - 41.0) / 50.0)
+            .collect();
+        let bias = vec![0.5f32; n];
+        let dense = Int8Dense::new(&w, &bias);
+        let mut fast = Vec::new();
+        dense.apply(&x, &mut fast);
+        let mut quantised = vec![0u8; m * dense.k4];
+        let mut scales = vec![0f32; m];
+        let mut zeros = vec![0i32; m];
+        for r in 0..m {
+            (scales[r], zeros[r]) = quantise_row(
+                &x[r * k..(r + 1) * k],
+                &mut quantised[r * dense.k4..][..dense.k4],
+            );
+        }
+        let rows = Rows {
+            quantised: &quantised,
+            scales: &scales,
+            zeros: &zeros,
+        };
+        let mut portable = vec![0f32; m * n];
+        dense.rows_portable(&rows, 0, m, &mut portable);
+        for (a, b) in fast.iter().zip(&portable) {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1.0), "{a} vs {b}");
         }
     }
 }

@@ -5,29 +5,6 @@
 
 use rayon::prelude::*;
 
-/// Defines `fn $name` that runs `$body` compiled with AVX2+FMA when the CPU supports them.
-macro_rules! simd_dispatch {
-    ($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$meta])*
-        $vis fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn portable($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) {
-                    portable($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: both features were detected on this CPU just above.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            portable($($arg),*)
-        }
-    };
-}
-
 /// Rows per parallel task for row-wise kernels: large enough to amortise scheduling.
 const ROWS_PER_TASK: usize = 16;
 
