@@ -12,6 +12,8 @@ thread_local! {
 
 /// Output features per packed panel (one 512-bit register of i32 sums).
 const PANEL: usize = 16;
+/// Rows quantised per parallel task.
+const QUANTISE_ROWS_PER_TASK: usize = 64;
 /// Input rows per tile of the VNNI kernel.
 const TILE_ROWS: usize = 8;
 
@@ -82,6 +84,7 @@ impl Int8Dense {
             .par_chunks_mut(k4)
             .zip(x.par_chunks(k))
             .zip(row_scales.par_iter_mut().zip(zeros.par_iter_mut()))
+            .with_min_len(QUANTISE_ROWS_PER_TASK)
             .for_each(|((q, row), (scale, zero))| (*scale, *zero) = quantise_row(row, q));
         let rows = Rows {
             quantised,

@@ -5,8 +5,9 @@
 
 use rayon::prelude::*;
 
-/// Rows per parallel task for row-wise kernels: large enough to amortise scheduling.
-const ROWS_PER_TASK: usize = 16;
+/// Rows per parallel task for row-wise kernels: large enough that a short message runs on one
+/// thread (waking the other costs more than the work) and a batch still splits.
+const ROWS_PER_TASK: usize = 64;
 
 /// `out[m, n] = x[m, k] · wᵀ + bias`, with `w` row-major `[n, k]` (the Hugging Face layout).
 pub(crate) fn linear(x: &[f32], w: &[f32], bias: &[f32], out: &mut [f32]) {
@@ -145,7 +146,7 @@ fn erf(x: f32) -> f32 {
 }
 
 /// Elements per parallel task for element-wise kernels.
-const VALUES_PER_TASK: usize = 4096;
+const VALUES_PER_TASK: usize = 1 << 16;
 
 /// An activation applied in place, in parallel.
 pub(crate) fn activate(values: &mut [f32], activation: crate::model::config::Activation) {
@@ -184,6 +185,9 @@ simd_dispatch! {
     }
 }
 
+/// Tokens from which a lone sequence's heads are spread over threads (below, one thread is faster).
+const PARALLEL_HEADS_FROM: usize = 64;
+
 /// Multi-head self-attention over a ragged batch. `qkv` holds, per token, its query, key and value
 /// (`3·heads·head_dim` values, in that order); `offsets[i]..offsets[i+1]` are the tokens of
 /// sequence `i`, which attend only to each other. Writes each token's context (`heads·head_dim`)
@@ -204,8 +208,8 @@ pub(crate) fn attention(
         tasks.push((&qkv[bounds[0] * 3 * h..bounds[1] * 3 * h], this));
         rest = tail;
     }
-    if tasks.len() == 1 {
-        // One sequence (a single message): parallelise over heads instead.
+    if tasks.len() == 1 && offsets[1] >= PARALLEL_HEADS_FROM {
+        // One long sequence: parallelise over heads instead.
         let (seq_qkv, seq_context) = tasks.pop().expect("one task");
         let len = seq_context.len() / h;
         let per_head: Vec<Vec<f32>> = (0..heads)
@@ -246,29 +250,51 @@ simd_dispatch! {
         let len = qkv.len() / (3 * h);
         let scale = 1.0 / (head_dim as f32).sqrt();
         let column = head * head_dim;
+        // This head's keys and values, gathered into contiguous rows.
+        let gather = |offset: usize| -> Vec<f32> {
+            (0..len)
+                .flat_map(|j| &qkv[j * 3 * h + offset + column..][..head_dim])
+                .copied()
+                .collect()
+        };
+        let (keys, values) = (gather(h), gather(2 * h));
         let mut scores = vec![0f32; len];
         for i in 0..len {
             let q = &qkv[i * 3 * h + column..][..head_dim];
-            let mut max = f32::NEG_INFINITY;
-            for (j, s) in scores.iter_mut().enumerate() {
-                let k = &qkv[j * 3 * h + h + column..][..head_dim];
+            for (s, k) in scores.iter_mut().zip(keys.chunks_exact(head_dim)) {
                 *s = dot(q, k) * scale;
-                max = max.max(*s);
             }
-            let mut total = 0.0;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                total += *s;
-            }
+            let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+            scores.iter_mut().for_each(|s| *s = exp_at_most_zero(*s - max));
+            let inverse_total = 1.0 / sum(&scores);
             let row = &mut out[i * out_stride..][..head_dim];
             row.fill(0.0);
-            for (j, s) in scores.iter().enumerate() {
-                let v = &qkv[j * 3 * h + 2 * h + column..][..head_dim];
-                let p = s / total;
+            for (s, v) in scores.iter().zip(values.chunks_exact(head_dim)) {
+                let p = s * inverse_total;
                 row.iter_mut().zip(v).for_each(|(r, x)| *r = p.mul_add(*x, *r));
             }
         }
     }
+}
+
+/// `e^x` for `x ≤ 0` (softmax after subtracting the maximum) without branches, so loops over it
+/// vectorise: Cephes' `expf` range reduction and polynomial, within 3e-7 relative error; inputs
+/// below -87 count as -87 (e^-87 ≈ 1.6e-38: nothing next to the maximum's 1).
+#[inline(always)]
+fn exp_at_most_zero(x: f32) -> f32 {
+    let x = if x > -87.0 { x } else { -87.0 };
+    let n = (x * std::f32::consts::LOG2_E + 0.5).floor();
+    let r = n.mul_add(-0.693_359_4, x);
+    let r = n.mul_add(2.121_944_4e-4, r);
+    let mut p = r.mul_add(1.987_569_1e-4, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = (p * r).mul_add(r, r) + 1.0;
+    // SAFETY: `n` is an integer in [-126, 0] here, so it fits an i32 and `n + 127` a valid exponent.
+    let exponent = unsafe { n.to_int_unchecked::<i32>() } + 127;
+    y * f32::from_bits((exponent as u32) << 23)
 }
 
 #[cfg(test)]
@@ -313,6 +339,19 @@ mod tests {
             total += term / (2 * n + 1) as f64;
         }
         total * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn exp_matches_the_library_exp_below_zero() {
+        for i in 0..=8700 {
+            let x = -(i as f32) / 100.0;
+            let (got, want) = (exp_at_most_zero(x), x.exp());
+            assert!(
+                (got - want).abs() <= 3e-7 * want,
+                "exp({x}) = {got}, expected {want}"
+            );
+        }
+        assert_eq!(exp_at_most_zero(f32::NEG_INFINITY), (-87f32).exp());
     }
 
     #[test]
