@@ -13,6 +13,7 @@ use chrono::NaiveDate;
 use clap::ValueEnum;
 use polars::prelude::{Column, DataFrame, DataType};
 
+use crate::chunked::{count_rows, for_each_chunk};
 use crate::commands::signals::{build_extractor, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, optional_strings, write_rejects, ColumnArgs, Reject};
@@ -141,6 +142,9 @@ pub enum LangArg {
     Zh,
 }
 
+/// Note rows read and analysed at a time.
+const NOTES_PER_CHUNK: usize = 256;
+
 /// Accounts with their timelines and table columns, after extraction.
 struct Accounts {
     timelines: Vec<AccountTimeline>,
@@ -152,37 +156,61 @@ struct Accounts {
 
 fn load_accounts(args: &AccountInputArgs, rejects_default: &Path) -> Result<Accounts> {
     let extractor = build_extractor(&args.model, &args.pack)?;
-    let df = read_table(&args.notes)?;
-    let table = notes_from_table(&df, 0, &args.notes, &args.columns)?;
-    let mut rejects = table.rejects;
-    let mut usable = Vec::new();
-    for (row, note) in table.notes {
-        match (&note.account_id, note.date) {
-            (None, _) => rejects.push(Reject {
-                row: row + 1,
-                id: note.id.clone(),
-                reason: format!(
-                    "missing account id in column `{}`",
-                    args.columns.account_column
-                ),
-            }),
-            (_, None) => rejects.push(Reject {
-                row: row + 1,
-                id: note.id.clone(),
-                reason: format!(
-                    "missing timestamp in column `{}` (scores need dates)",
-                    args.columns.timestamp_column
-                ),
-            }),
-            _ => usable.push(note),
+    // Notes are read and analysed chunk by chunk; only their signals (with evidence) are kept.
+    let mut rejects = Vec::new();
+    let mut by_account: BTreeMap<String, AccountTimeline> = BTreeMap::new();
+    let mut latest: Option<NaiveDate> = None;
+    let mut progress = Progress::new("score: extract", count_rows(&args.notes)?);
+    for_each_chunk(&args.notes, 0, NOTES_PER_CHUNK, |first_row, df| {
+        let table = notes_from_table(&df, first_row, &args.notes, &args.columns)?;
+        rejects.extend(table.rejects);
+        let mut usable = Vec::new();
+        for (row, note) in table.notes {
+            let row = first_row + row + 1;
+            match (&note.account_id, note.date) {
+                (None, _) => rejects.push(Reject {
+                    row,
+                    id: note.id.clone(),
+                    reason: format!(
+                        "missing account id in column `{}`",
+                        args.columns.account_column
+                    ),
+                }),
+                (_, None) => rejects.push(Reject {
+                    row,
+                    id: note.id.clone(),
+                    reason: format!(
+                        "missing timestamp in column `{}` (scores need dates)",
+                        args.columns.timestamp_column
+                    ),
+                }),
+                _ => usable.push(note),
+            }
         }
-    }
-    let mut progress = Progress::new("score: extract", usable.len());
-    let mut found: Vec<NoteSignals> = Vec::with_capacity(usable.len());
-    for chunk in usable.chunks(64) {
-        found.extend(extractor.extract_batch(chunk)?);
-        progress.advance(chunk.len());
-    }
+        let found = extractor.extract_batch(&usable).with_context(|| {
+            format!(
+                "{}: rows {}..{}",
+                args.notes.display(),
+                first_row + 1,
+                first_row + df.height()
+            )
+        })?;
+        for (note, signals) in usable.into_iter().zip(found) {
+            let date = note.date.expect("checked");
+            latest = latest.max(Some(date));
+            let account = note.account_id.expect("checked");
+            by_account
+                .entry(account.clone())
+                .or_insert_with(|| AccountTimeline {
+                    account_id: account,
+                    ..Default::default()
+                })
+                .interactions
+                .push(Interaction { date, signals });
+        }
+        progress.advance(df.height());
+        Ok(())
+    })?;
     write_rejects(&rejects, args.rejects.as_deref().unwrap_or(rejects_default))?;
     if !rejects.is_empty() {
         eprintln!(
@@ -193,23 +221,9 @@ fn load_accounts(args: &AccountInputArgs, rejects_default: &Path) -> Result<Acco
     }
     let as_of = args
         .as_of
-        .or_else(|| usable.iter().filter_map(|n| n.date).max())
+        .or(latest)
         .context("no usable notes: nothing to score")?;
 
-    let mut by_account: BTreeMap<String, AccountTimeline> = BTreeMap::new();
-    for (note, signals) in usable.iter().zip(found) {
-        let account = note.account_id.clone().expect("checked");
-        let timeline = by_account
-            .entry(account.clone())
-            .or_insert_with(|| AccountTimeline {
-                account_id: account,
-                ..Default::default()
-            });
-        timeline.interactions.push(Interaction {
-            date: note.date.expect("checked"),
-            signals,
-        });
-    }
     let mut passthrough = BTreeMap::new();
     let mut labels = BTreeMap::new();
     if let Some(path) = &args.accounts {
