@@ -8,8 +8,6 @@ use augur_signals::Note;
 use chrono::{NaiveDate, NaiveDateTime};
 use polars::prelude::{Column, DataFrame, DataType};
 
-use crate::table::write_table;
-
 /// Which input columns hold what.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ColumnArgs {
@@ -147,18 +145,6 @@ pub fn notes_from_table(
     }
 
     Ok(NotesTable { notes, rejects })
-}
-
-/// Writes rejects (row, id, reason) to `path`; removes a stale file when there are none.
-pub fn write_rejects(rejects: &[Reject], path: &Path) -> Result<()> {
-    if rejects.is_empty() {
-        if path.exists() {
-            std::fs::remove_file(path)
-                .with_context(|| format!("{}: cannot remove stale rejects file", path.display()))?;
-        }
-        return Ok(());
-    }
-    write_table(&mut rejects_table(rejects)?, path)
 }
 
 /// The rejects as a table: `row` (1-based data row), `id`, `reason`.

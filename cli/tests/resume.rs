@@ -1,4 +1,4 @@
-//! `augur extract --resume` / `augur embed --resume`: a job killed with SIGKILL mid-way continues from its checkpoint and
+//! `--resume` of `augur extract`, `embed` and `score`: a job killed with SIGKILL mid-way continues from its checkpoint and
 //! produces output identical to an uninterrupted run; the output appears only when complete.
 
 use std::path::{Path, PathBuf};
@@ -51,6 +51,12 @@ fn job(subcommand: &str, input: &Path, output: &Path, extra: &[&str]) -> Command
 /// `--resume` does before it is killed in turn): the resume must start over, not trust the
 /// checkpoint.
 fn killed_job_resumes_to_identical_output(subcommand: &str, ext: &str, lose_partial: bool) {
+    // Where the job keeps its partial table and checkpoint: the output itself, or for `score`
+    // the per-note signals file next to it.
+    let partial_name = match subcommand {
+        "score" => "resumed.signals.ndjson".to_string(),
+        _ => format!("resumed.{ext}"),
+    };
     let tmp = tempfile::tempdir().unwrap();
     let input = tmp.path().join("notes.ndjson");
     let total = write_input(&input);
@@ -65,7 +71,7 @@ fn killed_job_resumes_to_identical_output(subcommand: &str, ext: &str, lose_part
     );
 
     let resumed = tmp.path().join(format!("resumed.{ext}"));
-    let checkpoint = tmp.path().join(format!("resumed.{ext}.checkpoint.json"));
+    let checkpoint = tmp.path().join(format!("{partial_name}.checkpoint.json"));
     let mut child = job(subcommand, &input, &resumed, &[])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -103,7 +109,7 @@ fn killed_job_resumes_to_identical_output(subcommand: &str, ext: &str, lose_part
     );
 
     if lose_partial {
-        let partial = tmp.path().join(format!("resumed.{ext}.partial"));
+        let partial = tmp.path().join(format!("{partial_name}.partial"));
         std::fs::write(&partial, b"").unwrap();
     }
     let again = job(subcommand, &input, &resumed, &["--resume"])
@@ -135,6 +141,11 @@ fn killed_extract_resumes_to_identical_ndjson() {
 #[test]
 fn killed_embed_resumes_to_identical_parquet() {
     killed_job_resumes_to_identical_output("embed", "parquet", false);
+}
+
+#[test]
+fn killed_score_resumes_to_identical_scores() {
+    killed_job_resumes_to_identical_output("score", "ndjson", false);
 }
 
 /// Regression: a stale checkpoint next to an emptied partial output used to be trusted, and the

@@ -13,12 +13,11 @@ use chrono::NaiveDate;
 use clap::ValueEnum;
 use polars::prelude::{Column, DataFrame, DataType};
 
-use crate::chunked::{count_rows, for_each_chunk};
+use crate::chunked::{for_each_chunk, run_job, ChunkOutput, JobSettings};
 use crate::commands::signals::{build_extractor, PackArgs};
 use crate::commands::ModelArgs;
-use crate::notes::{notes_from_table, optional_strings, write_rejects, ColumnArgs, Reject};
-use crate::progress::Progress;
-use crate::table::{ensure_parent, read_table, write_table};
+use crate::notes::{notes_from_table, optional_strings, ColumnArgs, Reject};
+use crate::table::{ensure_parent, read_table, string_column, write_table};
 
 /// Account-table columns that are outcomes, never features.
 const LABEL_COLUMNS: &[&str] = &["churned", "won"];
@@ -38,6 +37,14 @@ pub struct AccountInputArgs {
     /// Where rejected note rows go (default: next to the output, `.rejects.csv`).
     #[arg(long)]
     pub rejects: Option<PathBuf>,
+    /// Note rows per chunk: the unit of reading, extraction and checkpointing. The signals of
+    /// every note are written next to the output (`.signals.ndjson`) chunk by chunk.
+    #[arg(long, default_value_t = 256)]
+    pub chunk_size: usize,
+    /// Continue an interrupted run of the same notes, output and settings from its last
+    /// checkpoint instead of extracting every note again.
+    #[arg(long)]
+    pub resume: bool,
     #[command(flatten)]
     pub columns: ColumnArgs,
     #[command(flatten)]
@@ -142,8 +149,8 @@ pub enum LangArg {
     Zh,
 }
 
-/// Note rows read and analysed at a time.
-const NOTES_PER_CHUNK: usize = 256;
+/// Rows of the extracted-signals file read back at a time.
+const NOTES_PER_CHUNK: usize = 1024;
 
 /// Accounts with their timelines and table columns, after extraction.
 struct Accounts {
@@ -154,71 +161,128 @@ struct Accounts {
     extractor: SignalExtractor,
 }
 
-fn load_accounts(args: &AccountInputArgs, rejects_default: &Path) -> Result<Accounts> {
+/// Extracts the signals of every usable note into `output`'s `.signals.ndjson` (chunked, with a
+/// checkpoint and `--resume`), then reads them back into per-account timelines.
+fn load_accounts(args: &AccountInputArgs, output: &Path) -> Result<Accounts> {
     let extractor = build_extractor(&args.model, &args.pack)?;
-    // Notes are read and analysed chunk by chunk; only their signals (with evidence) are kept.
-    let mut rejects = Vec::new();
+    let signals_path = output.with_extension("signals.ndjson");
+    let rejects_path = args
+        .rejects
+        .clone()
+        .unwrap_or_else(|| output.with_extension("rejects.csv"));
+    let settings = JobSettings {
+        label: "score: extract",
+        fingerprint_extra: format!(
+            "{:?} {:?} {:?} {}",
+            args.columns, args.pack, args.model, args.chunk_size
+        ),
+        resume: args.resume,
+        chunk_rows: args.chunk_size.max(1),
+    };
+    let summary = run_job(
+        &args.notes,
+        &signals_path,
+        Some(&rejects_path),
+        &settings,
+        |first_row, df| {
+            let table = notes_from_table(df, first_row, &args.notes, &args.columns)?;
+            let mut rejects = table.rejects;
+            let mut usable = Vec::new();
+            for (row, note) in table.notes {
+                let row = first_row + row + 1;
+                match (&note.account_id, note.date) {
+                    (None, _) => rejects.push(Reject {
+                        row,
+                        id: note.id.clone(),
+                        reason: format!(
+                            "missing account id in column `{}`",
+                            args.columns.account_column
+                        ),
+                    }),
+                    (_, None) => rejects.push(Reject {
+                        row,
+                        id: note.id.clone(),
+                        reason: format!(
+                            "missing timestamp in column `{}` (scores need dates)",
+                            args.columns.timestamp_column
+                        ),
+                    }),
+                    _ => usable.push((row, note)),
+                }
+            }
+            let notes: Vec<_> = usable.iter().map(|(_, n)| n.clone()).collect();
+            let found = extractor.extract_batch(&notes)?;
+            let mut rows = Vec::new();
+            let mut accounts = Vec::new();
+            let mut dates = Vec::new();
+            let mut signals = Vec::new();
+            for ((row, note), found) in usable.iter().zip(found) {
+                rows.push(*row as u32);
+                accounts.push(note.account_id.clone().expect("checked"));
+                dates.push(note.date.expect("checked").to_string());
+                signals.push(serde_json::to_string(&found)?);
+            }
+            let table = DataFrame::new(
+                rows.len(),
+                vec![
+                    Column::new("row".into(), rows),
+                    Column::new("account_id".into(), accounts),
+                    Column::new("date".into(), dates),
+                    Column::new("signals".into(), signals),
+                ],
+            )?;
+            Ok(ChunkOutput {
+                table,
+                rejects,
+                processed: usable.len(),
+                counters: Vec::new(),
+                flagged_rows: Vec::new(),
+            })
+        },
+    )?;
+    let rejected = summary.checkpoint.rejects.rows;
+    if rejected > 0 {
+        eprintln!(
+            "{rejected} note rows rejected (see {})",
+            rejects_path.display()
+        );
+    }
+    if summary.checkpoint.notes_done == 0 {
+        bail!(
+            "{}: no usable notes: nothing to score",
+            args.notes.display()
+        );
+    }
+
     let mut by_account: BTreeMap<String, AccountTimeline> = BTreeMap::new();
     let mut latest: Option<NaiveDate> = None;
-    let mut progress = Progress::new("score: extract", count_rows(&args.notes)?);
-    for_each_chunk(&args.notes, 0, NOTES_PER_CHUNK, |first_row, df| {
-        let table = notes_from_table(&df, first_row, &args.notes, &args.columns)?;
-        rejects.extend(table.rejects);
-        let mut usable = Vec::new();
-        for (row, note) in table.notes {
-            let row = first_row + row + 1;
-            match (&note.account_id, note.date) {
-                (None, _) => rejects.push(Reject {
-                    row,
-                    id: note.id.clone(),
-                    reason: format!(
-                        "missing account id in column `{}`",
-                        args.columns.account_column
-                    ),
-                }),
-                (_, None) => rejects.push(Reject {
-                    row,
-                    id: note.id.clone(),
-                    reason: format!(
-                        "missing timestamp in column `{}` (scores need dates)",
-                        args.columns.timestamp_column
-                    ),
-                }),
-                _ => usable.push(note),
-            }
-        }
-        let found = extractor.extract_batch(&usable).with_context(|| {
-            format!(
-                "{}: rows {}..{}",
-                args.notes.display(),
-                first_row + 1,
-                first_row + df.height()
-            )
-        })?;
-        for (note, signals) in usable.into_iter().zip(found) {
-            let date = note.date.expect("checked");
+    for_each_chunk(&signals_path, 0, NOTES_PER_CHUNK, |_, df| {
+        let accounts = string_column(&df, "account_id", &signals_path, "")?;
+        let dates = string_column(&df, "date", &signals_path, "")?;
+        let found = string_column(&df, "signals", &signals_path, "")?;
+        for ((account, date), found) in accounts.iter().zip(dates.iter()).zip(found.iter()) {
+            let (Some(account), Some(date), Some(found)) = (account, date, found) else {
+                bail!(
+                    "{}: a row lacks account, date or signals",
+                    signals_path.display()
+                );
+            };
+            let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                .with_context(|| format!("{}: date `{date}`", signals_path.display()))?;
+            let signals: NoteSignals = serde_json::from_str(found)
+                .with_context(|| format!("{}: signals of a note", signals_path.display()))?;
             latest = latest.max(Some(date));
-            let account = note.account_id.expect("checked");
             by_account
-                .entry(account.clone())
+                .entry(account.to_string())
                 .or_insert_with(|| AccountTimeline {
-                    account_id: account,
+                    account_id: account.to_string(),
                     ..Default::default()
                 })
                 .interactions
                 .push(Interaction { date, signals });
         }
-        progress.advance(df.height());
         Ok(())
     })?;
-    write_rejects(&rejects, args.rejects.as_deref().unwrap_or(rejects_default))?;
-    if !rejects.is_empty() {
-        eprintln!(
-            "{} note rows rejected (see {})",
-            rejects.len(),
-            args.rejects.as_deref().unwrap_or(rejects_default).display()
-        );
-    }
     let as_of = args
         .as_of
         .or(latest)
@@ -364,7 +428,7 @@ fn moved(score: &Score, previous: &BTreeMap<String, f64>) -> Vec<serde_json::Val
 
 /// Runs `augur score`.
 pub fn run_score(args: ScoreArgs) -> Result<()> {
-    let accounts = load_accounts(&args.input, &args.output.with_extension("rejects.csv"))?;
+    let accounts = load_accounts(&args.input, &args.output)?;
     let pack = accounts.extractor.pack();
     let load = |path: &Option<PathBuf>, target: Target| -> Result<Scorer> {
         let mut scorer = match path {
@@ -531,7 +595,7 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
             args.labels
         );
     }
-    let accounts = load_accounts(&args.input, &args.output.with_extension("rejects.csv"))?;
+    let accounts = load_accounts(&args.input, &args.output)?;
     let pack = accounts.extractor.pack();
     let mut rows = Vec::new();
     let mut labels = Vec::new();

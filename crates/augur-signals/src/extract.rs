@@ -59,7 +59,7 @@ impl Note {
 }
 
 /// A signal found in a clause, with its evidence.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Hit {
     /// Note id.
     pub note_id: String,
@@ -88,7 +88,7 @@ pub struct Hit {
 }
 
 /// Everything found in one note.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct NoteSignals {
     /// Note id.
     pub note_id: String,

@@ -18,7 +18,7 @@ pub const BUILTIN_B2B: &str = include_str!("../packs/b2b.toml");
 pub const BUILTIN_B2B_NOTES: &str = include_str!("../packs/b2b_labelled.jsonl");
 
 /// What a signal means for the account.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignalKind {
     /// Moves a deal forward.

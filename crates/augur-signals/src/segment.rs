@@ -5,7 +5,7 @@ use regex::Regex;
 use serde::Serialize;
 
 /// Who said a segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Speaker {
     /// The customer's side.
