@@ -392,3 +392,25 @@ fn header_only_input_gives_an_empty_table_and_an_empty_file_is_named() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("the file is empty"), "{stderr}");
 }
+
+/// Regression: text that is not valid UTF-8 was embedded as replacement characters; it now gets a
+/// null embedding and is named in the summary, like missing text.
+#[test]
+fn embed_does_not_embed_invalid_utf8_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut input = std::fs::read(sample()).unwrap();
+    input.extend_from_slice(b"N-010,ACC-9,2026-11-20,chat,\"\xff\xfe broken \xc3\"\r\n");
+    let input_path = tmp.path().join("notes.csv");
+    std::fs::write(&input_path, input).unwrap();
+    let out = tmp.path().join("embedded.ndjson");
+    let run = augur(&[
+        "embed",
+        input_path.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("embedded 8 of 10 rows"), "{stderr}");
+    assert!(stderr.contains("data rows 5, 10"), "{stderr}");
+}

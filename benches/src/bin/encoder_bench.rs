@@ -91,6 +91,17 @@ fn time_buckets(
     Ok(start.elapsed().as_secs_f64())
 }
 
+/// One single-window text per row of token ids.
+fn as_windows(ids: &[Vec<u32>]) -> Vec<TokenWindow> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, w)| TokenWindow {
+            text_index: i,
+            ids: w.clone(),
+        })
+        .collect()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -135,14 +146,7 @@ fn main() -> Result<()> {
     let mut batch32_vectors = Vec::new();
     for &batch in &args.batch_sizes {
         let embedder = build(batch)?;
-        let windows: Vec<TokenWindow> = ids
-            .iter()
-            .enumerate()
-            .map(|(i, w)| TokenWindow {
-                text_index: i,
-                ids: w.clone(),
-            })
-            .collect();
+        let windows = as_windows(&ids);
         let start = Instant::now();
         let our_vectors = embedder.encode_windows(&windows)?;
         let ours = start.elapsed().as_secs_f64();
@@ -226,14 +230,7 @@ fn int8_path(
     f32_single_ms: f64,
     int8: Embedder,
 ) -> Result<()> {
-    let windows: Vec<TokenWindow> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, w)| TokenWindow {
-            text_index: i,
-            ids: w.clone(),
-        })
-        .collect();
+    let windows = as_windows(ids);
     let start = Instant::now();
     let vectors = int8.encode_windows(&windows)?;
     let seconds = start.elapsed().as_secs_f64();

@@ -14,8 +14,8 @@ use crate::commands::ModelArgs;
 use crate::table::{string_column, Format};
 
 /// Embed every row's text. All input columns are kept; an `embedding` column is added (a list of
-/// floats in Parquet / NDJSON, a JSON array string in CSV). Rows without text get a null
-/// embedding and are counted in the summary. The input is read and written in chunks, with a
+/// floats in Parquet / NDJSON, a JSON array string in CSV). Rows without text, or whose text is
+/// not valid UTF-8, get a null embedding and are listed in the summary. The input is read and written in chunks, with a
 /// checkpoint after each: memory does not grow with the input, and `--resume` continues a
 /// killed run.
 ///
@@ -73,7 +73,7 @@ pub enum LongTextArg {
 }
 
 /// Counter of rows without text.
-const MISSING_TEXT: &str = "rows without text";
+const MISSING_TEXT: &str = "rows without usable text";
 
 /// Runs `augur embed`.
 pub fn run(args: EmbedArgs) -> Result<()> {
@@ -119,7 +119,8 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             let present: Vec<(usize, &str)> = texts
                 .iter()
                 .enumerate()
-                .filter_map(|(i, t)| t.map(|t| (i, t)))
+                // Invalid UTF-8 was read as U+FFFD: such text is not embedded but flagged.
+                .filter_map(|(i, t)| t.filter(|t| !t.contains('\u{FFFD}')).map(|t| (i, t)))
                 .collect();
             let batch: Vec<&str> = present.iter().map(|(_, t)| *t).collect();
             let mut vectors: Vec<Option<Vec<f32>>> = vec![None; df.height()];
@@ -155,7 +156,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     if missing > 0 {
         let shown: Vec<String> = done.flagged_rows.iter().map(usize::to_string).collect();
         eprintln!(
-            "warning: {missing} rows had no `{}` and got a null embedding (data rows {}{})",
+            "warning: {missing} rows had no `{}` (missing, or not valid UTF-8) and got a null embedding (data rows {}{})",
             args.text_column,
             shown.join(", "),
             if missing > shown.len() { ", ..." } else { "" }
