@@ -17,7 +17,7 @@ use crate::chunked::{for_each_chunk, run_job, ChunkOutput, JobSettings};
 use crate::commands::signals::{build_extractor, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, optional_strings, ColumnArgs, Reject};
-use crate::table::{ensure_parent, read_table, string_column, write_table};
+use crate::table::{ensure_parent, read_table, write_table};
 
 /// Account-table columns that are outcomes, never features.
 const LABEL_COLUMNS: &[&str] = &["churned", "won"];
@@ -257,9 +257,15 @@ fn load_accounts(args: &AccountInputArgs, output: &Path) -> Result<Accounts> {
     let mut by_account: BTreeMap<String, AccountTimeline> = BTreeMap::new();
     let mut latest: Option<NaiveDate> = None;
     for_each_chunk(&signals_path, 0, NOTES_PER_CHUNK, |_, df| {
-        let accounts = string_column(&df, "account_id", &signals_path, "")?;
-        let dates = string_column(&df, "date", &signals_path, "")?;
-        let found = string_column(&df, "signals", &signals_path, "")?;
+        let column = |name: &str| {
+            df.column(name).and_then(|c| c.str()).with_context(|| {
+                format!(
+                    "{}: no text column `{name}`: not a signals file of this `augur score`; delete it and run again",
+                    signals_path.display()
+                )
+            })
+        };
+        let (accounts, dates, found) = (column("account_id")?, column("date")?, column("signals")?);
         for ((account, date), found) in accounts.iter().zip(dates.iter()).zip(found.iter()) {
             let (Some(account), Some(date), Some(found)) = (account, date, found) else {
                 bail!(
