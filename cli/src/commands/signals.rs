@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use augur_core::finetune::TextClassifier;
 use augur_core::Embedder;
 use augur_signals::{SignalExtractor, SignalPack};
 
@@ -21,6 +22,11 @@ pub struct PackArgs {
     /// Probability above which a signal fires, for signals whose pack sets no threshold.
     #[arg(long, default_value_t = augur_signals::extract::DEFAULT_THRESHOLD)]
     pub threshold: f32,
+    /// A directory written by `augur fit` whose labels are signal ids (and/or `positive` /
+    /// `negative` for sentiment): its adapter embeds the clauses and its head decides those
+    /// signals. Add examples, refit, and the signal improves.
+    #[arg(long, value_name = "DIR")]
+    pub adapter: Option<PathBuf>,
 }
 
 /// Loads the model and the pack, then fits the few-shot heads (a few seconds).
@@ -50,8 +56,18 @@ pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtra
         signals.signals.len(),
         signals.labelled_notes.len()
     );
-    Ok(SignalExtractor::builder(embedder)
+    let mut builder = SignalExtractor::builder(embedder.clone())
         .with_pack(signals)
-        .with_threshold(pack.threshold)
-        .build()?)
+        .with_threshold(pack.threshold);
+    if let Some(dir) = &pack.adapter {
+        let classifier = TextClassifier::load(&embedder, dir)
+            .with_context(|| format!("loading the fitted adapter in {}", dir.display()))?;
+        eprintln!(
+            "adapter: {} (labels {})",
+            dir.display(),
+            classifier.labels.join(", ")
+        );
+        builder = builder.with_classifier(classifier);
+    }
+    Ok(builder.build()?)
 }

@@ -14,6 +14,7 @@ use crate::embed::{Embedder, TokenWindow};
 use crate::encoder::adapter::{AdapterConfig, LoraAdapter};
 use crate::encoder::bert::{BertEncoder, EncoderLayer, ForwardOps};
 use crate::encoder::linear::{LoraLinear, LoraPair};
+use crate::encoder::ragged::RaggedEncoder;
 use crate::error::{io_error, AugurError, CandleContext, Result};
 use crate::model::InputKind;
 
@@ -42,6 +43,11 @@ pub struct FineTuneConfig {
     /// Module names to adapt: `query`, `key`, `value`, `attention.output.dense`,
     /// `intermediate.dense`, `output.dense`.
     pub targets: Vec<String>,
+    /// Layers that get pairs (PEFT's `layers_to_transform`); `None` adapts every layer. The frozen
+    /// layers below the lowest adapted one run once per text, not in every step, so adapting only
+    /// the top layers trains several times faster.
+    #[serde(default)]
+    pub layers_to_transform: Option<Vec<usize>>,
     /// AdamW learning rate.
     pub learning_rate: f64,
     /// AdamW weight decay.
@@ -64,6 +70,7 @@ impl Default for FineTuneConfig {
             alpha: 16.0,
             dropout: 0.0,
             targets: vec!["query".into(), "value".into()],
+            layers_to_transform: None,
             learning_rate: 2e-3,
             weight_decay: 0.01,
             epochs: 8,
@@ -106,6 +113,8 @@ impl SeededRng {
 /// Trainable LoRA pairs, keyed by module path (`encoder.layer.0.attention.self.query`).
 pub struct TrainableLora {
     pairs: BTreeMap<String, (Var, Var)>,
+    /// The lowest adapted layer: everything below it is frozen.
+    first_layer: usize,
     scale: f64,
     config: FineTuneConfig,
 }
@@ -124,12 +133,35 @@ impl TrainableLora {
     pub fn new(encoder: &BertEncoder, config: &FineTuneConfig) -> Result<Self> {
         let mut rng = SeededRng::new(config.seed);
         let mut pairs = BTreeMap::new();
+        let layer_count = encoder.layers().len();
+        if let Some(bad) = config
+            .layers_to_transform
+            .iter()
+            .flatten()
+            .find(|&&l| l >= layer_count)
+        {
+            return Err(AugurError::InvalidArgument(format!(
+                "cannot adapt layer {bad}: the model has layers 0..={}",
+                layer_count - 1
+            )));
+        }
+        let adapted = |layer: usize| {
+            config
+                .layers_to_transform
+                .as_ref()
+                .is_none_or(|layers| layers.contains(&layer))
+        };
         for target in &config.targets {
             let suffix = module_suffix(target);
             if !EncoderLayer::LINEAR_MODULES.contains(&suffix.as_str()) {
                 return Err(AugurError::InvalidArgument(format!("unknown LoRA target `{target}`; expected query, key, value, attention.output.dense, intermediate.dense or output.dense")));
             }
-            for (i, layer) in encoder.layers().iter().enumerate() {
+            for (i, layer) in encoder
+                .layers()
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| adapted(*i))
+            {
                 let linear = layer.linear(&suffix).expect("known module");
                 let (out_dim, in_dim) = linear.weight().dims2().context("linear weight")?;
                 let bound = 1.0 / (in_dim as f64).sqrt();
@@ -145,8 +177,21 @@ impl TrainableLora {
                 pairs.insert(format!("encoder.layer.{i}.{suffix}"), (a, b));
             }
         }
+        if pairs.is_empty() {
+            return Err(AugurError::InvalidArgument(
+                "no LoRA pairs: give at least one target and one layer".into(),
+            ));
+        }
+        let first_layer = config
+            .layers_to_transform
+            .iter()
+            .flatten()
+            .copied()
+            .min()
+            .unwrap_or(0);
         Ok(Self {
             pairs,
+            first_layer,
             scale: config.alpha / config.r as f64,
             config: config.clone(),
         })
@@ -189,6 +234,7 @@ impl TrainableLora {
                 use_rslora: false,
                 fan_in_fan_out: false,
                 bias: "none".into(),
+                layers_to_transform: self.config.layers_to_transform.clone(),
             },
             pairs,
         }
@@ -270,6 +316,7 @@ pub struct LabelledText {
 /// A fitted classifier: the adapter, a linear head over mean-pooled states, and the labels.
 pub struct TextClassifier {
     embedder: Embedder,
+    adapter: LoraAdapter,
     head_weight: Tensor,
     head_bias: Tensor,
     /// Label names, in head order.
@@ -307,19 +354,69 @@ fn pool_mean(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
         .broadcast_div(&mask.sum(1)?)
 }
 
-fn batch_tensors(rows: &[&[u32]], pad: u32, device: &Device) -> Result<(Tensor, Tensor)> {
-    let seq = rows.iter().map(|r| r.len()).max().unwrap_or(1);
-    let mut ids = Vec::with_capacity(rows.len() * seq);
-    let mut mask = Vec::with_capacity(rows.len() * seq);
-    for row in rows {
-        ids.extend_from_slice(row);
-        ids.extend(std::iter::repeat_n(pad, seq - row.len()));
-        mask.extend((0..seq).map(|i| u32::from(i < row.len())));
+/// The token states of every training text as they enter the lowest adapted layer. The frozen
+/// layers below it (and the embeddings) run once, on the fast inference path, instead of in
+/// every step and epoch.
+struct FrozenPrefix {
+    states: Vec<Vec<f32>>,
+    hidden: usize,
+}
+
+impl FrozenPrefix {
+    fn new(encoder: &BertEncoder, ids: &[Vec<u32>], first_layer: usize) -> Result<Self> {
+        let ragged = RaggedEncoder::new(encoder)?;
+        let mut states = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(64) {
+            let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
+            let computed = ragged.states_before_layer(&rows, first_layer)?;
+            states.extend((0..computed.len()).map(|i| computed.sequence(i).to_vec()));
+        }
+        Ok(Self {
+            states,
+            hidden: encoder.config().hidden_size,
+        })
     }
-    Ok((
-        Tensor::from_vec(ids, (rows.len(), seq), device).context("batch ids")?,
-        Tensor::from_vec(mask, (rows.len(), seq), device).context("batch mask")?,
-    ))
+
+    fn tokens(&self, row: usize) -> usize {
+        self.states[row].len() / self.hidden
+    }
+
+    /// Padded states `[rows, seq, hidden]` (zeros past each text) and the attention mask.
+    fn batch(&self, rows: &[usize], device: &Device) -> Result<(Tensor, Tensor)> {
+        let seq = rows.iter().map(|&r| self.tokens(r)).max().unwrap_or(1);
+        let mut states = vec![0f32; rows.len() * seq * self.hidden];
+        let mut mask = vec![0u32; rows.len() * seq];
+        for (b, &row) in rows.iter().enumerate() {
+            let values = &self.states[row];
+            states[b * seq * self.hidden..][..values.len()].copy_from_slice(values);
+            mask[b * seq..][..self.tokens(row)].fill(1);
+        }
+        Ok((
+            Tensor::from_vec(states, (rows.len(), seq, self.hidden), device)
+                .context("batch states")?,
+            Tensor::from_vec(mask, (rows.len(), seq), device).context("batch mask")?,
+        ))
+    }
+}
+
+/// Batches of similar length (less padding) in random order: `items`, already shuffled, are cut
+/// into groups of 16 batches, each group sorted by `length` and cut into batches, and the batches
+/// shuffled.
+fn length_grouped_batches<T: Copy>(
+    items: &[T],
+    length: impl Fn(&T) -> usize,
+    batch_size: usize,
+    rng: &mut SeededRng,
+) -> Vec<Vec<T>> {
+    let batch_size = batch_size.max(1);
+    let mut batches: Vec<Vec<T>> = Vec::new();
+    for group in items.chunks(batch_size * 16) {
+        let mut group = group.to_vec();
+        group.sort_by_key(&length);
+        batches.extend(group.chunks(batch_size).map(<[T]>::to_vec));
+    }
+    rng.shuffle(&mut batches);
+    batches
 }
 
 /// Progress of a fit, reported after every step.
@@ -401,17 +498,22 @@ impl TextClassifier {
                 .map(|w| truncate(w, config.max_tokens))
                 .collect())
         };
-        let train_ids = tokens(train)?;
+        let prefix = FrozenPrefix::new(encoder, &tokens(train)?, lora.first_layer)?;
         let targets = |e: &LabelledText| -> Vec<f32> {
             labels
                 .iter()
                 .map(|l| f32::from(u8::from(e.labels.contains(l))))
                 .collect()
         };
-        let pad = encoder.config().pad_token_id;
         let ops = TrainingOps {
             lora: &lora,
             dropout_seed: std::cell::Cell::new(config.seed),
+        };
+        let forward = |rows: &[usize]| -> Result<Tensor> {
+            let (states, mask) = prefix.batch(rows, &device)?;
+            let hidden_state =
+                encoder.forward_layers_with(&ops, states, &mask, lora.first_layer)?;
+            pool_mean(&hidden_state, &mask).context("pooling")
         };
         let mut report = TrainingReport {
             config: config.clone(),
@@ -425,7 +527,6 @@ impl TextClassifier {
         };
         let mut best: Option<(f64, TextClassifier, LoraAdapter)> = None;
         let mut order: Vec<usize> = (0..train.len()).collect();
-        let supervised_steps = train.len().div_ceil(config.batch_size.max(1));
         let by_label: BTreeMap<&str, Vec<usize>> = labels
             .iter()
             .map(|l| {
@@ -463,16 +564,20 @@ impl TextClassifier {
                     }
                 }
                 rng.shuffle(&mut pairs);
-                let steps = pairs.len().div_ceil(config.batch_size.max(1));
-                for (step, batch) in pairs.chunks(config.batch_size.max(1)).enumerate() {
-                    let rows: Vec<&[u32]> = batch
+                let batches = length_grouped_batches(
+                    &pairs,
+                    |p| prefix.tokens(p.0).max(prefix.tokens(p.1)),
+                    config.batch_size,
+                    &mut rng,
+                );
+                let steps = batches.len();
+                for (step, batch) in batches.iter().enumerate() {
+                    let rows: Vec<usize> = batch
                         .iter()
-                        .map(|p| train_ids[p.0].as_slice())
-                        .chain(batch.iter().map(|p| train_ids[p.1].as_slice()))
+                        .map(|p| p.0)
+                        .chain(batch.iter().map(|p| p.1))
                         .collect();
-                    let (ids, mask) = batch_tensors(&rows, pad, &device)?;
-                    let pooled = pool_mean(&encoder.forward_with(&ops, &ids, &mask)?, &mask)
-                        .context("pooling")?;
+                    let pooled = forward(&rows)?;
                     let norms = pooled
                         .sqr()
                         .and_then(|x| x.sum_keepdim(1))
@@ -505,15 +610,18 @@ impl TextClassifier {
                     });
                 }
             }
-            for (step, batch) in order
-                .chunks(config.batch_size.max(1))
-                .enumerate()
-                .filter(|_| config.method == FitMethod::Supervised)
-            {
-                let rows: Vec<&[u32]> = batch.iter().map(|&i| train_ids[i].as_slice()).collect();
-                let (ids, mask) = batch_tensors(&rows, pad, &device)?;
-                let hidden_state = encoder.forward_with(&ops, &ids, &mask)?;
-                let pooled = pool_mean(&hidden_state, &mask).context("pooling")?;
+            let batches = match config.method {
+                FitMethod::Supervised => length_grouped_batches(
+                    &order,
+                    |&i| prefix.tokens(i),
+                    config.batch_size,
+                    &mut rng,
+                ),
+                FitMethod::Contrastive => Vec::new(),
+            };
+            let supervised_steps = batches.len();
+            for (step, batch) in batches.iter().enumerate() {
+                let pooled = forward(batch)?;
                 let logits = pooled
                     .matmul(&head_w.as_tensor().t().context("head")?)
                     .and_then(|l| l.broadcast_add(head_b.as_tensor()))
@@ -569,6 +677,7 @@ impl TextClassifier {
             };
             let classifier = TextClassifier {
                 embedder,
+                adapter: adapter.clone(),
                 head_weight,
                 head_bias,
                 labels: labels.clone(),
@@ -606,6 +715,7 @@ impl TextClassifier {
     ) -> Result<Self> {
         Ok(Self {
             embedder: base.with_adapter(adapter)?,
+            adapter: adapter.clone(),
             head_weight,
             head_bias,
             labels,
@@ -625,7 +735,12 @@ impl TextClassifier {
                 ids: truncate(w, self.embedder.max_tokens()),
             })
             .collect();
-        let pooled = self.embedder.encode_windows(&windows)?;
+        self.probabilities_of_pooled(&self.embedder.encode_windows(&windows)?)
+    }
+
+    /// Probabilities per label for mean-pooled, un-normalised states of [`Self::embedder`]
+    /// (as [`Embedder::with_normalization`]`(false)` gives them), one row per text.
+    pub fn probabilities_of_pooled(&self, pooled: &[Vec<f32>]) -> Result<Vec<Vec<f32>>> {
         let flat: Vec<f32> = pooled.iter().flatten().copied().collect();
         let x = Tensor::from_vec(
             flat,
@@ -643,6 +758,37 @@ impl TextClassifier {
             candle_nn::ops::softmax_last_dim(&logits)
         };
         probs.and_then(|p| p.to_vec2()).context("probabilities")
+    }
+
+    /// The embedder with the adapter merged.
+    pub fn embedder(&self) -> &Embedder {
+        &self.embedder
+    }
+
+    /// Bytes that identify the adapter and head (labels, shapes and values), for cache keys.
+    pub fn identity_bytes(&self) -> Result<Vec<u8>> {
+        let mut bytes: Vec<u8> = self.labels.join("\n").into_bytes();
+        bytes.push(u8::from(self.multi_label));
+        let tensors = self
+            .adapter
+            .pairs
+            .iter()
+            .flat_map(|(module, pair)| {
+                bytes.extend_from_slice(module.as_bytes());
+                [&pair.a, &pair.b]
+            })
+            .chain([&self.head_weight, &self.head_bias]);
+        let mut values = Vec::new();
+        for tensor in tensors {
+            values.extend(
+                tensor
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .context("reading adapter values")?,
+            );
+        }
+        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        Ok(bytes)
     }
 
     /// Share of examples whose predicted label set equals their labels (top-1 for single-label).

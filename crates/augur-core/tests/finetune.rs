@@ -93,3 +93,73 @@ fn training_lowers_the_loss_and_the_result_round_trips() {
     assert_eq!(reloaded.decide(&b[0]), vec!["buying"]);
     assert_eq!(reloaded.decide(&b[1]), vec!["churn"]);
 }
+
+#[test]
+fn top_layer_adapters_train_from_cached_states_and_keep_peft_layers() {
+    let base = Embedder::builder(real_model_dir("all-MiniLM-L6-v2").display().to_string())
+        .with_locator(ModelLocator::empty())
+        .build()
+        .unwrap();
+    let train = examples();
+    let config = FineTuneConfig {
+        epochs: 6,
+        batch_size: 4,
+        learning_rate: 5e-3,
+        max_tokens: 32,
+        seed: 5,
+        targets: vec!["query".into(), "value".into(), "intermediate.dense".into()],
+        layers_to_transform: Some(vec![4, 5]),
+        ..FineTuneConfig::default()
+    };
+    let (classifier, adapter, report) =
+        TextClassifier::fit(&base, &train, &[], &config, |_| {}).unwrap();
+    assert!(
+        report.epoch_loss[5] < report.epoch_loss[0],
+        "loss must fall: {:?}",
+        report.epoch_loss
+    );
+    assert!(classifier.accuracy(&train).unwrap() >= 0.99, "{report:?}");
+    let layers: std::collections::BTreeSet<&str> = adapter
+        .pairs
+        .keys()
+        .map(|k| k.split('.').nth(2).unwrap())
+        .collect();
+    assert_eq!(layers.into_iter().collect::<Vec<_>>(), vec!["4", "5"]);
+    assert_eq!(adapter.pairs.len(), 6);
+
+    let tmp = tempfile::tempdir().unwrap();
+    adapter.save(tmp.path()).unwrap();
+    classifier.save_head(tmp.path()).unwrap();
+    let config_json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(tmp.path().join("adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        config_json["layers_to_transform"],
+        serde_json::json!([4, 5])
+    );
+    // The states the classifier was trained on (cached below layer 4) are the states it predicts
+    // with (full forward of the merged model): its training accuracy survives the reload.
+    let reloaded = TextClassifier::load(&base, tmp.path()).unwrap();
+    assert!(reloaded.accuracy(&train).unwrap() >= 0.99);
+}
+
+#[test]
+fn adapting_a_layer_the_model_lacks_is_refused() {
+    let base = Embedder::builder(real_model_dir("all-MiniLM-L6-v2").display().to_string())
+        .with_locator(ModelLocator::empty())
+        .build()
+        .unwrap();
+    let config = FineTuneConfig {
+        layers_to_transform: Some(vec![6]),
+        ..FineTuneConfig::default()
+    };
+    let err = TextClassifier::fit(&base, &examples(), &[], &config, |_| {})
+        .err()
+        .expect("layer 6 of a 6-layer model must be refused")
+        .to_string();
+    assert!(
+        err.contains("cannot adapt layer 6") && err.contains("0..=5"),
+        "{err}"
+    );
+}

@@ -35,6 +35,9 @@ pub enum SignalError {
         /// What is wrong.
         message: String,
     },
+    /// A fitted classifier (`--adapter`) does not fit the pack.
+    #[error("adapter: {0}")]
+    Classifier(String),
     /// The encoder failed.
     #[error(transparent)]
     Core(#[from] augur_core::AugurError),

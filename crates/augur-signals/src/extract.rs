@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use augur_core::finetune::TextClassifier;
 use augur_core::{Embedder, InputKind};
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -11,7 +12,7 @@ use serde::Serialize;
 use crate::cache::{self, CacheKey};
 use crate::classify::{FitSettings, HeadTraining, LogisticHeads};
 use crate::dates::DateResolver;
-use crate::error::Result;
+use crate::error::{Result, SignalError};
 use crate::lexical::LexicalHasher;
 use crate::pack::{SignalKind, SignalPack, SpeakerScope};
 use crate::segment::{ClauseSegmenter, Segment, Segmenter, Speaker};
@@ -110,9 +111,37 @@ pub struct SignalExtractorBuilder {
     lexical: Option<(LexicalHasher, f32)>,
     cache_dir: Option<PathBuf>,
     margin: f32,
+    classifier: Option<TextClassifier>,
+}
+
+/// What a label of a fitted classifier's head decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LabelRoute {
+    /// The probability of the pack's signal at this index.
+    Signal(usize),
+    /// Positive sentiment.
+    Positive,
+    /// Negative sentiment.
+    Negative,
+}
+
+/// A fitted adapter + head, and which of its labels replace which probabilities.
+struct FittedClassifier {
+    classifier: TextClassifier,
+    routes: Vec<(usize, LabelRoute)>,
 }
 
 impl SignalExtractorBuilder {
+    /// A classifier fitted by `augur fit` (LoRA adapter + head): clauses are embedded by its
+    /// adapted encoder (the pack's heads are fitted on those embeddings), and its head decides
+    /// every label that names a signal of the pack, plus sentiment through labels `positive` and
+    /// `negative`. This is how a team improves a signal by adding examples.
+    pub fn with_classifier(mut self, classifier: TextClassifier) -> Self {
+        self.embedder = classifier.embedder().clone();
+        self.classifier = Some(classifier);
+        self
+    }
+
     /// A clause keeps only signals whose probability is within `margin` of its most likely
     /// signal (default [`DEFAULT_MARGIN`]; 1.0 keeps every signal above the threshold).
     pub fn with_margin(mut self, margin: f32) -> Self {
@@ -160,10 +189,14 @@ impl SignalExtractorBuilder {
     }
 
     /// Embeds the pack's examples and fits the heads.
-    pub fn build(self) -> Result<SignalExtractor> {
+    pub fn build(mut self) -> Result<SignalExtractor> {
         let (training, sentiment_heads) = training_data(&self.pack, self.segmenter.as_ref());
         let heads_count = self.pack.signals.len() + sentiment_heads;
-        let key = self.cache_key(&training);
+        let key = self.cache_key(&training)?;
+        let classifier = match self.classifier.take() {
+            None => None,
+            Some(classifier) => Some(self.route(classifier)?),
+        };
         let cached = self
             .cache_dir
             .as_deref()
@@ -188,12 +221,43 @@ impl SignalExtractorBuilder {
             dates: DateResolver::default(),
             lexical: self.lexical,
             margin: self.margin,
+            classifier,
         })
     }
 
+    /// Matches the classifier's labels to the pack's signals and to sentiment; refuses a head
+    /// none of whose labels is used.
+    fn route(&self, classifier: TextClassifier) -> Result<FittedClassifier> {
+        let routes: Vec<(usize, LabelRoute)> = classifier
+            .labels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, label)| {
+                let route = match label.as_str() {
+                    "positive" => LabelRoute::Positive,
+                    "negative" => LabelRoute::Negative,
+                    id => LabelRoute::Signal(self.pack.signals.iter().position(|s| s.id == id)?),
+                };
+                Some((i, route))
+            })
+            .collect();
+        if routes.is_empty() {
+            return Err(SignalError::Classifier(format!(
+                "none of the adapter's labels {:?} is a signal id of pack `{}` or `positive` / `negative`; label the examples with signal ids (e.g. {})",
+                classifier.labels,
+                self.pack.name,
+                self.pack.signals.iter().take(3).map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(FittedClassifier { classifier, routes })
+    }
+
     /// The cache file name for this training set, model and settings.
-    fn cache_key(&self, training: &Training) -> String {
+    fn cache_key(&self, training: &Training) -> Result<String> {
         let mut key = CacheKey::new();
+        if let Some(classifier) = &self.classifier {
+            key.add_bytes(&classifier.identity_bytes()?);
+        }
         let files = self.embedder.files();
         for file in [&files.weights, &files.config, &files.tokenizer] {
             key.add_file_identity(file);
@@ -222,7 +286,7 @@ impl SignalExtractorBuilder {
                 );
             }
         }
-        key.file_name()
+        Ok(key.file_name())
     }
 
     /// Embeds the training texts and fits the heads.
@@ -358,6 +422,9 @@ fn balance(weights: &mut [Vec<f32>], labels: &[Vec<f32>]) {
     }
 }
 
+/// The fitted classifier's probabilities, one row per clause (empty without a classifier).
+type ClassifierRows = std::vec::IntoIter<Vec<f32>>;
+
 /// Finds signals in notes. Load once, call from many threads (`&self`).
 pub struct SignalExtractor {
     embedder: Embedder,
@@ -368,6 +435,7 @@ pub struct SignalExtractor {
     dates: DateResolver,
     lexical: Option<(LexicalHasher, f32)>,
     margin: f32,
+    classifier: Option<FittedClassifier>,
 }
 
 impl SignalExtractor {
@@ -382,6 +450,7 @@ impl SignalExtractor {
             lexical: Some((LexicalHasher::default(), 1.0)),
             cache_dir: cache::default_cache_dir(),
             margin: DEFAULT_MARGIN,
+            classifier: None,
         }
     }
 
@@ -412,11 +481,8 @@ impl SignalExtractor {
             .flatten()
             .map(|s| s.text.as_str())
             .collect();
-        let vectors = join_features(
-            self.embedder.embed(&clauses, InputKind::Query)?,
-            &clauses,
-            self.lexical,
-        );
+        let (embeddings, mut fitted) = self.embed_clauses(&clauses)?;
+        let vectors = join_features(embeddings, &clauses, self.lexical);
         let mut vectors = vectors.into_iter();
         let n_signals = self.pack.signals.len();
         let mut out = Vec::with_capacity(notes.len());
@@ -425,9 +491,19 @@ impl SignalExtractor {
             let mut sentiment_sum = 0f32;
             let mut sentiment_count = 0usize;
             for segment in &segments {
-                let probabilities = self
+                let mut probabilities = self
                     .heads
                     .probabilities(&vectors.next().expect("one vector per clause"));
+                if let (Some(fitted), Some(row)) = (&self.classifier, fitted.next()) {
+                    for &(label, route) in &fitted.routes {
+                        let slot = match route {
+                            LabelRoute::Signal(s) => s,
+                            LabelRoute::Positive => n_signals,
+                            LabelRoute::Negative => n_signals + 1,
+                        };
+                        probabilities[slot] = row[label];
+                    }
+                }
                 let best = probabilities[..n_signals]
                     .iter()
                     .copied()
@@ -482,5 +558,27 @@ impl SignalExtractor {
             });
         }
         Ok(out)
+    }
+
+    /// Clause embeddings for the heads and, with a fitted classifier, its probabilities per
+    /// clause: both from one pass of the (adapted) encoder.
+    fn embed_clauses(&self, clauses: &[&str]) -> Result<(Vec<Vec<f32>>, ClassifierRows)> {
+        let Some(fitted) = &self.classifier else {
+            return Ok((
+                self.embedder.embed(clauses, InputKind::Query)?,
+                Vec::new().into_iter(),
+            ));
+        };
+        let mut pooled = self
+            .embedder
+            .with_normalization(false)
+            .embed(clauses, InputKind::Query)?;
+        let probabilities = fitted.classifier.probabilities_of_pooled(&pooled)?;
+        if self.embedder.normalizes() {
+            pooled
+                .iter_mut()
+                .for_each(|v| augur_core::embed::l2_normalize(v));
+        }
+        Ok((pooled, probabilities.into_iter()))
     }
 }

@@ -189,6 +189,19 @@ impl Embedder {
         Ok(adapted)
     }
 
+    /// The same embedder (sharing the weights) with L2 normalisation of the output on or off.
+    pub fn with_normalization(&self, normalize: bool) -> Self {
+        Self {
+            normalize,
+            ..self.clone()
+        }
+    }
+
+    /// Whether output vectors are L2-normalised.
+    pub fn normalizes(&self) -> bool {
+        self.normalize
+    }
+
     /// Width of the output vectors.
     pub fn dim(&self) -> usize {
         self.encoder.config().hidden_size

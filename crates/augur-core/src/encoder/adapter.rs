@@ -37,6 +37,9 @@ pub struct AdapterConfig {
     /// Bias training mode; only `none` is supported.
     #[serde(default = "bias_none")]
     pub bias: String,
+    /// The layers that carry pairs (all layers when absent), as in PEFT.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers_to_transform: Option<Vec<usize>>,
 }
 
 fn bias_none() -> String {

@@ -252,16 +252,7 @@ impl BertEncoder {
     /// mask is 0 are never attended to, so padding does not change the other positions' states.
     /// Returns the last hidden state `[batch, seq, hidden]`.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        self.forward_with(&Inference, input_ids, attention_mask)
-    }
-
-    /// The forward pass with pluggable steps (inference kernels, or differentiable training ops).
-    pub(crate) fn forward_with(
-        &self,
-        ops: &dyn ForwardOps,
-        input_ids: &Tensor,
-        attention_mask: &Tensor,
-    ) -> Result<Tensor> {
+        let ops = &Inference;
         let (batch, seq) = input_ids
             .dims2()
             .context("input_ids must be [batch, seq]")?;
@@ -271,9 +262,25 @@ impl BertEncoder {
                 self.config.max_position_embeddings
             )));
         }
-        let mut hidden = self
+        let hidden = self
             .embed(ops, input_ids, batch, seq)
             .context("embeddings")?;
+        self.forward_layers_with(ops, hidden, attention_mask, 0)
+    }
+
+    /// Runs layers `first..` on `hidden` (`[batch, seq, hidden]`, the input of layer `first`), with
+    /// the same masking as [`BertEncoder::forward`]. Training starts here from cached states of the
+    /// frozen layers below the adapted ones.
+    pub(crate) fn forward_layers_with(
+        &self,
+        ops: &dyn ForwardOps,
+        mut hidden: Tensor,
+        attention_mask: &Tensor,
+        first: usize,
+    ) -> Result<Tensor> {
+        let (batch, seq) = attention_mask
+            .dims2()
+            .context("attention_mask must be [batch, seq]")?;
         // Additive mask: 0 where attended, the most negative float where padding.
         let mask = attention_mask
             .to_dtype(DType::F32)
@@ -281,7 +288,7 @@ impl BertEncoder {
         let mask_bias = ((mask - 1.0).context("attention mask")? * f64::from(f32::MAX))
             .and_then(|m| m.reshape((batch, 1, 1, seq)))
             .context("attention mask")?;
-        for (i, layer) in self.layers.iter().enumerate() {
+        for (i, layer) in self.layers.iter().enumerate().skip(first) {
             hidden = self
                 .layer_forward(ops, i, layer, &hidden, &mask_bias)
                 .with_context(|| format!("encoder.layer.{i}"))?;

@@ -206,6 +206,13 @@ impl RaggedEncoder {
     /// Runs the encoder over `sequences` (token ids, each with its special tokens) and returns
     /// the last hidden state of every token.
     pub fn forward(&self, sequences: &[&[u32]]) -> Result<RaggedStates> {
+        self.states_before_layer(sequences, self.layers.len())
+    }
+
+    /// The token states that enter layer `layer` (after the embeddings and layers `0..layer`);
+    /// `layer` = the number of layers gives the last hidden state. Training caches these for the
+    /// frozen layers below the adapted ones.
+    pub fn states_before_layer(&self, sequences: &[&[u32]], layer: usize) -> Result<RaggedStates> {
         let mut offsets = Vec::with_capacity(sequences.len() + 1);
         offsets.push(0);
         for (i, ids) in sequences.iter().enumerate() {
@@ -220,7 +227,7 @@ impl RaggedEncoder {
         }
         let mut hidden = self.embed(sequences)?;
         let mut scratch = Scratch::default();
-        for layer in &self.layers {
+        for layer in &self.layers[..layer.min(self.layers.len())] {
             self.layer_forward(layer, &mut hidden, &offsets, &mut scratch);
         }
         Ok(RaggedStates {

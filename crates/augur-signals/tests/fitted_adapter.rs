@@ -1,0 +1,132 @@
+//! A classifier fitted by `augur fit` plugged into the extractor: its adapter embeds the clauses
+//! and its head decides the signals its labels name (real multilingual-e5-small weights).
+
+use std::path::{Path, PathBuf};
+
+use augur_core::finetune::{FineTuneConfig, LabelledText, TextClassifier};
+use augur_core::{Embedder, ModelLocator};
+use augur_signals::{Note, SignalExtractor, SignalPack};
+
+const PACK: &str = r#"
+[pack]
+name = "tiny"
+
+[sentiment]
+positive = ["Really happy with the rollout", "服务很好，非常满意"]
+negative = ["Support has been terrible", "系统老是出问题，很不满意"]
+neutral = ["The meeting is in room 4", "会议在三楼"]
+
+[[signal]]
+id = "budget_approved"
+kind = "buying"
+name_zh = "预算已批复"
+name_en = "Budget approved"
+examples = ["The CFO signed off on the budget", "预算已经批下来了"]
+negatives = ["The budget is not approved yet", "预算还没批"]
+
+[[signal]]
+id = "complaint"
+kind = "risk"
+name_zh = "投诉"
+name_en = "Complaint"
+examples = ["They are unhappy with the slow support", "客户对响应速度很不满"]
+"#;
+
+fn model() -> Embedder {
+    let dir: PathBuf =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/multilingual-e5-small");
+    assert!(
+        dir.join("model.safetensors").is_file(),
+        "run `models/fetch` first"
+    );
+    Embedder::builder(dir.display().to_string())
+        .with_locator(ModelLocator::empty())
+        .build()
+        .unwrap()
+}
+
+fn fit(base: &Embedder, labels: [&str; 2]) -> TextClassifier {
+    let texts = [
+        ("Finance approved the budget for the new line", labels[0]),
+        ("The board signed off the capex yesterday", labels[0]),
+        ("集团批复了二期预算", labels[0]),
+        ("追加预算申请通过了", labels[0]),
+        ("We met them at the trade fair", labels[1]),
+        ("下周三安排技术交流", labels[1]),
+        ("They use SAP for finance", labels[1]),
+        ("客户在华南有三个仓库", labels[1]),
+    ];
+    let examples: Vec<LabelledText> = texts
+        .iter()
+        .map(|(t, l)| LabelledText {
+            text: t.to_string(),
+            labels: vec![l.to_string()],
+        })
+        .collect();
+    let config = FineTuneConfig {
+        epochs: 2,
+        batch_size: 4,
+        learning_rate: 1e-3,
+        max_tokens: 32,
+        layers_to_transform: Some(vec![11]),
+        ..FineTuneConfig::default()
+    };
+    TextClassifier::fit(base, &examples, &[], &config, |_| {})
+        .unwrap()
+        .0
+}
+
+fn pack() -> SignalPack {
+    SignalPack::parse(PACK, "tiny.toml", |_| Ok(Vec::new())).unwrap()
+}
+
+#[test]
+fn the_fitted_head_decides_the_signals_its_labels_name() {
+    let base = model();
+    let classifier = fit(&base, ["budget_approved", "other"]);
+    let clause = "The CFO approved the budget on Monday";
+    let expected = classifier.predict(&[clause]).unwrap()[0].clone();
+    let label = classifier
+        .labels
+        .iter()
+        .position(|l| l == "budget_approved")
+        .unwrap();
+    let extractor = SignalExtractor::builder(base)
+        .with_pack(pack())
+        .with_cache_dir(None)
+        .with_threshold(0.0)
+        .with_margin(1.0)
+        .with_classifier(classifier)
+        .build()
+        .unwrap();
+    let found = extractor.extract(&Note::new("n1", clause)).unwrap();
+    let hit = found
+        .hits
+        .iter()
+        .find(|h| h.signal == "budget_approved")
+        .expect("threshold 0 keeps every signal");
+    assert!(
+        (hit.probability - expected[label]).abs() < 1e-4,
+        "the extractor's probability {} must be the fitted head's {}",
+        hit.probability,
+        expected[label]
+    );
+}
+
+#[test]
+fn a_head_whose_labels_name_no_signal_is_refused() {
+    let base = model();
+    let classifier = fit(&base, ["alpha", "beta"]);
+    let err = SignalExtractor::builder(base)
+        .with_pack(pack())
+        .with_cache_dir(None)
+        .with_classifier(classifier)
+        .build()
+        .err()
+        .expect("labels alpha / beta name no signal")
+        .to_string();
+    assert!(
+        err.contains("alpha") && err.contains("signal id") && err.contains("budget_approved"),
+        "{err}"
+    );
+}
