@@ -414,3 +414,65 @@ fn embed_does_not_embed_invalid_utf8_text() {
     assert!(stderr.contains("embedded 8 of 10 rows"), "{stderr}");
     assert!(stderr.contains("data rows 5, 10"), "{stderr}");
 }
+
+#[test]
+fn fit_adapts_only_the_top_layers_and_extract_names_labels_that_are_no_signal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("adapter");
+    let model = repo().join("models/all-MiniLM-L6-v2").display().to_string();
+    let examples = repo()
+        .join("fixtures/fewshot/examples_en.csv")
+        .display()
+        .to_string();
+    let fit = augur(&[
+        "fit",
+        "--examples",
+        &examples,
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        &model,
+        "--epochs",
+        "1",
+        "--top-layers",
+        "2",
+    ]);
+    assert!(fit.status.success());
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["layers_to_transform"], serde_json::json!([4, 5]));
+
+    let too_many = augur(&[
+        "fit",
+        "--examples",
+        &examples,
+        "--out",
+        tmp.path().join("x").to_str().unwrap(),
+        "--model",
+        &model,
+        "--top-layers",
+        "7",
+    ]);
+    assert!(!too_many.status.success());
+    assert!(String::from_utf8_lossy(&too_many.stderr).contains("the model has 6 layers"));
+
+    // The examples are labelled buying / churn, which are no signal ids of the built-in pack.
+    let extract = augur(&[
+        "extract",
+        "--text",
+        "The budget is approved",
+        "--model",
+        &model,
+        "--adapter",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!extract.status.success());
+    let stderr = String::from_utf8_lossy(&extract.stderr);
+    assert!(
+        stderr.contains("buying")
+            && stderr.contains("signal id")
+            && stderr.contains("budget_approved"),
+        "{stderr}"
+    );
+}

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use augur_core::encoder::LoraAdapter;
 use augur_core::finetune::TextClassifier;
 use augur_core::Embedder;
 use augur_signals::{SignalExtractor, SignalPack};
@@ -24,7 +25,8 @@ pub struct PackArgs {
     pub threshold: f32,
     /// A directory written by `augur fit` whose labels are signal ids (and/or `positive` /
     /// `negative` for sentiment): its adapter embeds the clauses and its head decides those
-    /// signals. Add examples, refit, and the signal improves.
+    /// signals. Add examples, refit, and the signal improves. A PEFT adapter without a head
+    /// only changes the embeddings (the pack's heads are refitted on them).
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<PathBuf>,
 }
@@ -59,15 +61,27 @@ pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtra
     let mut builder = SignalExtractor::builder(embedder.clone())
         .with_pack(signals)
         .with_threshold(pack.threshold);
-    if let Some(dir) = &pack.adapter {
-        let classifier = TextClassifier::load(&embedder, dir)
-            .with_context(|| format!("loading the fitted adapter in {}", dir.display()))?;
-        eprintln!(
-            "adapter: {} (labels {})",
-            dir.display(),
-            classifier.labels.join(", ")
-        );
-        builder = builder.with_classifier(classifier);
+    match &pack.adapter {
+        None => {}
+        Some(dir) if dir.join("head.safetensors").is_file() => {
+            let classifier = TextClassifier::load(&embedder, dir)
+                .with_context(|| format!("loading the fitted adapter in {}", dir.display()))?;
+            eprintln!(
+                "adapter: {} with its head (labels {})",
+                dir.display(),
+                classifier.labels.join(", ")
+            );
+            builder = builder.with_classifier(classifier);
+        }
+        Some(dir) => {
+            let adapter = LoraAdapter::load(dir, embedder.encoder().device())
+                .with_context(|| format!("loading the adapter in {}", dir.display()))?;
+            eprintln!(
+                "adapter: {} (no head.safetensors: it embeds the clauses, the pack's heads decide)",
+                dir.display()
+            );
+            builder = builder.with_embedder(embedder.with_adapter(&adapter)?);
+        }
     }
     Ok(builder.build()?)
 }

@@ -14,7 +14,7 @@ use crate::embed::{Embedder, TokenWindow};
 use crate::encoder::adapter::{AdapterConfig, LoraAdapter};
 use crate::encoder::bert::{BertEncoder, EncoderLayer, ForwardOps};
 use crate::encoder::linear::{LoraLinear, LoraPair};
-use crate::encoder::ragged::RaggedEncoder;
+use crate::encoder::ragged::{RaggedEncoder, RaggedStates};
 use crate::error::{io_error, AugurError, CandleContext, Result};
 use crate::model::InputKind;
 
@@ -316,7 +316,6 @@ pub struct LabelledText {
 /// A fitted classifier: the adapter, a linear head over mean-pooled states, and the labels.
 pub struct TextClassifier {
     embedder: Embedder,
-    adapter: LoraAdapter,
     head_weight: Tensor,
     head_bias: Tensor,
     /// Label names, in head order.
@@ -360,21 +359,52 @@ fn pool_mean(hidden: &Tensor, mask: &Tensor) -> candle_core::Result<Tensor> {
 struct FrozenPrefix {
     states: Vec<Vec<f32>>,
     hidden: usize,
+    first_layer: usize,
 }
 
+/// Texts per inference batch when filling or finishing the prefix.
+const PREFIX_BATCH: usize = 64;
+
 impl FrozenPrefix {
-    fn new(encoder: &BertEncoder, ids: &[Vec<u32>], first_layer: usize) -> Result<Self> {
-        let ragged = RaggedEncoder::new(encoder)?;
+    fn new(ragged: &RaggedEncoder, ids: &[Vec<u32>], first_layer: usize) -> Result<Self> {
         let mut states = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(64) {
+        for chunk in ids.chunks(PREFIX_BATCH) {
             let rows: Vec<&[u32]> = chunk.iter().map(Vec::as_slice).collect();
             let computed = ragged.states_before_layer(&rows, first_layer)?;
             states.extend((0..computed.len()).map(|i| computed.sequence(i).to_vec()));
         }
         Ok(Self {
             states,
-            hidden: encoder.config().hidden_size,
+            hidden: ragged.hidden(),
+            first_layer,
         })
+    }
+
+    /// Mean-pooled last hidden states of every text under `ragged` (the base model or the model
+    /// with the current adapter merged): only the layers from the first adapted one run.
+    fn pooled(&self, ragged: &RaggedEncoder) -> Vec<Vec<f32>> {
+        let h = self.hidden;
+        let mut pooled = Vec::with_capacity(self.states.len());
+        for chunk in self.states.chunks(PREFIX_BATCH) {
+            let mut offsets = vec![0];
+            for sequence in chunk {
+                offsets.push(offsets.last().copied().unwrap_or(0) + sequence.len() / h);
+            }
+            let states = RaggedStates {
+                states: chunk.concat(),
+                offsets,
+                hidden: h,
+            };
+            let last = ragged.run_layers(states, self.first_layer..ragged.layer_count());
+            pooled.extend((0..last.len()).map(|i| {
+                let tokens = last.sequence(i);
+                let n = (tokens.len() / h).max(1) as f32;
+                (0..h)
+                    .map(|d| tokens.iter().skip(d).step_by(h).sum::<f32>() / n)
+                    .collect()
+            }));
+        }
+        pooled
     }
 
     fn tokens(&self, row: usize) -> usize {
@@ -455,20 +485,20 @@ impl TextClassifier {
         let hidden = encoder.config().hidden_size;
         let lora = TrainableLora::new(encoder, config)?;
         let mut rng = SeededRng::new(config.seed ^ 0x5eed);
+        let tokens = |examples: &[LabelledText]| -> Result<Vec<Vec<u32>>> {
+            let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+            Ok(base
+                .windows(&texts, InputKind::Query)?
+                .into_iter()
+                .map(|w| truncate(w, config.max_tokens))
+                .collect())
+        };
+        let base_ragged = RaggedEncoder::new(encoder)?;
+        let prefix = FrozenPrefix::new(&base_ragged, &tokens(train)?, lora.first_layer)?;
         // The head starts as a prototype classifier on the base model's pooled states, so training
         // begins where few-shot prototypes are and LoRA only has to improve on them.
-        let train_texts: Vec<&str> = train.iter().map(|e| e.text.as_str()).collect();
-        let base_windows: Vec<TokenWindow> = base
-            .windows(&train_texts, InputKind::Query)?
-            .into_iter()
-            .enumerate()
-            .map(|(i, w)| TokenWindow {
-                text_index: i,
-                ids: truncate(w, config.max_tokens),
-            })
-            .collect();
-        let pooled_base = base.encode_windows(&base_windows)?;
-        let (w, b) = prototype_head(&pooled_base, train, &labels, hidden);
+        let (w, b) = prototype_head(&prefix.pooled(&base_ragged), train, &labels, hidden);
+        drop(base_ragged);
         let head_w = Var::from_tensor(
             &Tensor::from_vec(w, (labels.len(), hidden), &device).context("head")?,
         )
@@ -490,15 +520,6 @@ impl TextClassifier {
         )
         .context("AdamW")?;
 
-        let tokens = |examples: &[LabelledText]| -> Result<Vec<Vec<u32>>> {
-            let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
-            Ok(base
-                .windows(&texts, InputKind::Query)?
-                .into_iter()
-                .map(|w| truncate(w, config.max_tokens))
-                .collect())
-        };
-        let prefix = FrozenPrefix::new(encoder, &tokens(train)?, lora.first_layer)?;
         let targets = |e: &LabelledText| -> Vec<f32> {
             labels
                 .iter()
@@ -664,7 +685,7 @@ impl TextClassifier {
                 ),
                 FitMethod::Contrastive => {
                     let (w, b) = prototype_head(
-                        &embedder.encode_windows(&base_windows)?,
+                        &prefix.pooled(&RaggedEncoder::new(embedder.encoder())?),
                         train,
                         &labels,
                         hidden,
@@ -677,7 +698,6 @@ impl TextClassifier {
             };
             let classifier = TextClassifier {
                 embedder,
-                adapter: adapter.clone(),
                 head_weight,
                 head_bias,
                 labels: labels.clone(),
@@ -715,7 +735,6 @@ impl TextClassifier {
     ) -> Result<Self> {
         Ok(Self {
             embedder: base.with_adapter(adapter)?,
-            adapter: adapter.clone(),
             head_weight,
             head_bias,
             labels,
@@ -765,29 +784,18 @@ impl TextClassifier {
         &self.embedder
     }
 
-    /// Bytes that identify the adapter and head (labels, shapes and values), for cache keys.
-    pub fn identity_bytes(&self) -> Result<Vec<u8>> {
+    /// Bytes that identify the head (labels and values); the adapter is identified by
+    /// [`Embedder::adapter_fingerprints`] of [`Self::embedder`].
+    pub fn head_identity(&self) -> Result<Vec<u8>> {
         let mut bytes: Vec<u8> = self.labels.join("\n").into_bytes();
         bytes.push(u8::from(self.multi_label));
-        let tensors = self
-            .adapter
-            .pairs
-            .iter()
-            .flat_map(|(module, pair)| {
-                bytes.extend_from_slice(module.as_bytes());
-                [&pair.a, &pair.b]
-            })
-            .chain([&self.head_weight, &self.head_bias]);
-        let mut values = Vec::new();
-        for tensor in tensors {
-            values.extend(
-                tensor
-                    .flatten_all()
-                    .and_then(|t| t.to_vec1::<f32>())
-                    .context("reading adapter values")?,
-            );
+        for tensor in [&self.head_weight, &self.head_bias] {
+            let values = tensor
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<f32>())
+                .context("reading head values")?;
+            bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
         }
-        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
         Ok(bytes)
     }
 

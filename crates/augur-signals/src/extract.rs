@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use augur_core::finetune::TextClassifier;
+use augur_core::finetune::{LabelledText, TextClassifier};
 use augur_core::{Embedder, InputKind};
 use chrono::NaiveDate;
 use serde::Serialize;
@@ -132,6 +132,13 @@ struct FittedClassifier {
 }
 
 impl SignalExtractorBuilder {
+    /// Replaces the embedder (e.g. one with a LoRA adapter merged: the heads are fitted on its
+    /// embeddings, and cached per adapter).
+    pub fn with_embedder(mut self, embedder: Embedder) -> Self {
+        self.embedder = embedder;
+        self
+    }
+
     /// A classifier fitted by `augur fit` (LoRA adapter + head): clauses are embedded by its
     /// adapted encoder (the pack's heads are fitted on those embeddings), and its head decides
     /// every label that names a signal of the pack, plus sentiment through labels `positive` and
@@ -255,8 +262,11 @@ impl SignalExtractorBuilder {
     /// The cache file name for this training set, model and settings.
     fn cache_key(&self, training: &Training) -> Result<String> {
         let mut key = CacheKey::new();
+        for fingerprint in self.embedder.adapter_fingerprints() {
+            key.add_bytes(&fingerprint.to_le_bytes());
+        }
         if let Some(classifier) = &self.classifier {
-            key.add_bytes(&classifier.identity_bytes()?);
+            key.add_bytes(&classifier.head_identity()?);
         }
         let files = self.embedder.files();
         for file in [&files.weights, &files.config, &files.tokenizer] {
@@ -395,6 +405,26 @@ fn training_data(pack: &SignalPack, segmenter: &dyn Segmenter) -> (Training, usi
         }
     }
     (rows, 2)
+}
+
+/// The pack's training texts as multi-label examples for `augur_core::finetune`: each signal
+/// example carries its signal id; hard negatives and clauses of labelled notes outside every span
+/// carry no label; a labelled clause carries the ids of the spans it overlaps. This is what a
+/// fitted adapter for the pack (`--adapter`) learns from.
+pub fn pack_examples(pack: &SignalPack, segmenter: &dyn Segmenter) -> Vec<LabelledText> {
+    let (rows, _) = training_data(pack, segmenter);
+    let n = pack.signals.len();
+    rows.into_iter()
+        .filter(|(_, roles)| roles.iter().all(|&(head, _, _)| head < n))
+        .map(|(text, roles)| LabelledText {
+            text,
+            labels: roles
+                .iter()
+                .filter(|&&(_, label, _)| label > 0.5)
+                .map(|&(head, _, _)| pack.signals[head].id.clone())
+                .collect(),
+        })
+        .collect()
 }
 
 /// Rescales each head's weights so positives and negatives count equally.

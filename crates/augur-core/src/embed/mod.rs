@@ -102,6 +102,7 @@ impl EmbedderBuilder {
             batch_size: self.batch_size,
             ragged: ragged_for(&encoder, self.int8)?,
             int8: self.int8,
+            adapters: Vec::new(),
             encoder,
             tokenizer,
             card,
@@ -153,6 +154,8 @@ pub struct Embedder {
     batch_size: usize,
     /// Whether the CPU path runs int8 dense layers.
     int8: bool,
+    /// Fingerprints of the adapters merged into the weights, in order.
+    adapters: Vec<u64>,
 }
 
 impl Embedder {
@@ -185,6 +188,7 @@ impl Embedder {
     ) -> Result<Self> {
         let mut adapted = self.clone();
         adapted.encoder = self.encoder.with_adapter(adapter)?;
+        adapted.adapters.push(adapter.fingerprint()?);
         adapted.ragged = ragged_for(&adapted.encoder, self.int8)?;
         Ok(adapted)
     }
@@ -195,6 +199,12 @@ impl Embedder {
             normalize,
             ..self.clone()
         }
+    }
+
+    /// Fingerprints of the adapters merged into this embedder's weights (empty for the base
+    /// model): part of any cache key derived from its embeddings.
+    pub fn adapter_fingerprints(&self) -> &[u64] {
+        &self.adapters
     }
 
     /// Whether output vectors are L2-normalised.

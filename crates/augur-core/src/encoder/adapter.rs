@@ -194,6 +194,29 @@ impl LoraAdapter {
         .map_err(io_error(&path))
     }
 
+    /// A 64-bit FNV-1a hash of the scale, module names and pair values: tells adapters apart in
+    /// cache keys.
+    pub fn fingerprint(&self) -> Result<u64> {
+        let mut hash: u64 = 0xcbf29ce484222325;
+        let mut feed = |bytes: &[u8]| {
+            for &b in bytes {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x100000001b3);
+            }
+        };
+        feed(&self.config.scale().to_le_bytes());
+        for (module, pair) in &self.pairs {
+            feed(module.as_bytes());
+            for tensor in [&pair.a, &pair.b] {
+                let values = tensor
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .context("reading adapter values")?;
+                values.iter().for_each(|v| feed(&v.to_le_bytes()));
+            }
+        }
+        Ok(hash)
+    }
+
     /// Refuses an adapter trained on another base model. Names are compared by their last path
     /// segment (`sentence-transformers/all-MiniLM-L6-v2` matches a local `all-MiniLM-L6-v2`).
     pub fn check_base(&self, model_name: &str) -> Result<()> {

@@ -1,7 +1,10 @@
 //! The inference path on CPU: a batch is a list of sequences of different lengths, laid end to
 //! end (no padding, so no work is spent on it), run through the same BERT arithmetic as
 //! [`BertEncoder::forward`] with fused query/key/value projections and the kernels of
-//! [`kernels`](super::kernels). Training keeps using [`BertEncoder`] (candle autograd).
+//! [`kernels`](super::kernels). Training runs the frozen layers below the adapted ones here, once,
+//! and the adapted layers on [`BertEncoder`] (candle autograd).
+
+use std::ops::Range;
 
 use candle_core::{DType, Tensor};
 
@@ -225,16 +228,33 @@ impl RaggedEncoder {
             }
             offsets.push(offsets[i] + ids.len());
         }
-        let mut hidden = self.embed(sequences)?;
-        let mut scratch = Scratch::default();
-        for layer in &self.layers[..layer.min(self.layers.len())] {
-            self.layer_forward(layer, &mut hidden, &offsets, &mut scratch);
-        }
-        Ok(RaggedStates {
-            states: hidden,
+        let states = RaggedStates {
+            states: self.embed(sequences)?,
             offsets,
             hidden: self.hidden,
-        })
+        };
+        Ok(self.run_layers(states, 0..layer))
+    }
+
+    /// Runs layers `layers` (clamped to the model's) on `states`, the states entering
+    /// `layers.start`: with [`RaggedEncoder::states_before_layer`], a forward in two parts.
+    pub fn run_layers(&self, mut states: RaggedStates, layers: Range<usize>) -> RaggedStates {
+        let count = self.layers.len();
+        let mut scratch = Scratch::default();
+        for layer in &self.layers[layers.start.min(count)..layers.end.min(count)] {
+            self.layer_forward(layer, &mut states.states, &states.offsets, &mut scratch);
+        }
+        states
+    }
+
+    /// Width of a token state.
+    pub fn hidden(&self) -> usize {
+        self.hidden
+    }
+
+    /// Number of transformer layers.
+    pub fn layer_count(&self) -> usize {
+        self.layers.len()
     }
 
     /// Word + position + token-type embeddings, layer-normalised, for every token.

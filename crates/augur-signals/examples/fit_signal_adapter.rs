@@ -1,0 +1,80 @@
+//! Fits a LoRA adapter + multi-label head on the built-in pack's training texts (its examples,
+//! hard negatives and the clauses of its labelled notes — the TRAIN half of the annotated corpus)
+//! and writes it where `augur extract --adapter DIR` reads it.
+//!
+//! cargo run -p augur-signals --example fit_signal_adapter -- OUT_DIR [--top-layers 4]
+//!     [--epochs 6] [--lr 1e-3] [--targets query,value] [--seed 42]
+
+use std::path::PathBuf;
+
+use augur_core::finetune::{FineTuneConfig, SeededRng, TextClassifier};
+use augur_core::{Embedder, ModelLocator};
+use augur_signals::extract::pack_examples;
+use augur_signals::{ClauseSegmenter, SignalPack};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut args = std::env::args().skip(1);
+    let out = PathBuf::from(
+        args.next()
+            .ok_or("usage: fit_signal_adapter OUT_DIR [flags]")?,
+    );
+    let mut config = FineTuneConfig {
+        epochs: 6,
+        learning_rate: 1e-3,
+        max_tokens: 64,
+        layers_to_transform: Some((8..12).collect()),
+        ..FineTuneConfig::default()
+    };
+    while let Some(flag) = args.next() {
+        let value = args.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--top-layers" => {
+                let n: usize = value.parse()?;
+                config.layers_to_transform = Some((12 - n..12).collect());
+            }
+            "--epochs" => config.epochs = value.parse()?,
+            "--lr" => config.learning_rate = value.parse()?,
+            "--targets" => config.targets = value.split(',').map(str::to_string).collect(),
+            "--seed" => config.seed = value.parse()?,
+            other => return Err(format!("unknown flag {other}").into()),
+        }
+    }
+    let pack = SignalPack::builtin();
+    let mut examples = pack_examples(&pack, &ClauseSegmenter::default());
+    SeededRng::new(config.seed).shuffle(&mut examples);
+    let base = Embedder::builder(
+        root.join("models/multilingual-e5-small")
+            .display()
+            .to_string(),
+    )
+    .with_locator(ModelLocator::empty())
+    .build()?;
+    let labelled = examples.iter().filter(|e| !e.labels.is_empty()).count();
+    eprintln!(
+        "{} training texts ({labelled} with a signal), {} signals",
+        examples.len(),
+        pack.signals.len()
+    );
+    let started = std::time::Instant::now();
+    let (classifier, adapter, report) = TextClassifier::fit(&base, &examples, &[], &config, |p| {
+        if p.step % 20 == 0 || p.step == p.steps {
+            eprintln!(
+                "epoch {} step {}/{} loss {:.4} ({:.0}s)",
+                p.epoch,
+                p.step,
+                p.steps,
+                p.loss,
+                started.elapsed().as_secs_f64()
+            );
+        }
+    })?;
+    adapter.save(&out)?;
+    classifier.save_head(&out)?;
+    std::fs::write(
+        out.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    eprintln!("wrote {} in {:.0}s", out.display(), report.seconds);
+    Ok(())
+}
