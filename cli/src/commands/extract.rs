@@ -82,8 +82,12 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| output.with_extension("rejects.csv"));
     let settings = format!(
-        "{:?} {:?} {:?} {}",
-        args.columns, args.pack, args.model, args.chunk_size
+        "{:?} {:?} {:?} {} {}",
+        args.columns,
+        args.pack,
+        args.model,
+        args.chunk_size,
+        extractor.fingerprint()
     );
     let options = TableOptions {
         resume: args.resume,

@@ -173,8 +173,12 @@ fn load_accounts(args: &AccountInputArgs, output: &Path) -> Result<Accounts> {
     let settings = JobSettings {
         label: "score: extract",
         fingerprint_extra: format!(
-            "{:?} {:?} {:?} {}",
-            args.columns, args.pack, args.model, args.chunk_size
+            "{:?} {:?} {:?} {} {}",
+            args.columns,
+            args.pack,
+            args.model,
+            args.chunk_size,
+            extractor.fingerprint()
         ),
         resume: args.resume,
         chunk_rows: args.chunk_size.max(1),

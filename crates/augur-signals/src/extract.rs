@@ -224,6 +224,7 @@ impl SignalExtractorBuilder {
             pack: self.pack,
             segmenter: self.segmenter,
             heads,
+            fingerprint: format!("{key} threshold={} margin={}", self.threshold, self.margin),
             threshold: self.threshold,
             dates: DateResolver::default(),
             lexical: self.lexical,
@@ -461,6 +462,7 @@ pub struct SignalExtractor {
     pack: SignalPack,
     segmenter: Box<dyn Segmenter>,
     heads: LogisticHeads,
+    fingerprint: String,
     threshold: f32,
     dates: DateResolver,
     lexical: Option<(LexicalHasher, f32)>,
@@ -487,6 +489,12 @@ impl SignalExtractor {
     /// The pack in use.
     pub fn pack(&self) -> &SignalPack {
         &self.pack
+    }
+
+    /// Identifies everything the results depend on — model files, adapter, head, pack contents,
+    /// fit settings, threshold and margin — so a resumed batch job can tell that they changed.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// The embedder in use.

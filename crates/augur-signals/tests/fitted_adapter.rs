@@ -130,3 +130,29 @@ fn a_head_whose_labels_name_no_signal_is_refused() {
         "{err}"
     );
 }
+
+/// Regression: a resumed batch job compared only the command-line flags, so editing the pack file
+/// or refitting the adapter in place between a kill and `--resume` mixed results of two setups.
+/// The extractor's fingerprint (part of the resume check) now covers pack, adapter and head.
+#[test]
+fn the_fingerprint_changes_with_the_pack_and_the_adapter() {
+    let base = model();
+    let build = |pack: SignalPack, classifier: Option<TextClassifier>| {
+        let mut builder = SignalExtractor::builder(base.clone())
+            .with_pack(pack)
+            .with_cache_dir(None);
+        if let Some(classifier) = classifier {
+            builder = builder.with_classifier(classifier);
+        }
+        builder.build().unwrap().fingerprint().to_string()
+    };
+    let plain = build(pack(), None);
+    assert_eq!(plain, build(pack(), None), "same setup, same fingerprint");
+    let mut edited = pack();
+    edited.signals[0]
+        .examples
+        .push("Budget is signed off".into());
+    assert_ne!(plain, build(edited, None), "an edited pack changes it");
+    let adapted = build(pack(), Some(fit(&base, ["budget_approved", "other"])));
+    assert_ne!(plain, adapted, "an adapter changes it");
+}
