@@ -161,7 +161,7 @@ fn main() -> Result<()> {
     );
     for &k in &args.ks {
         for seed in 0..args.seeds {
-            let mut rng = SeededRng::new(seed * 7919 + k as u64);
+            let mut rng = SeededRng::new((seed * 7919).wrapping_add(k as u64));
             let mut candidates = rest.clone();
             rng.shuffle(&mut candidates);
             let mut train: Vec<(String, usize)> = Vec::new();

@@ -60,8 +60,9 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// supervised: LoRA + head on cross-entropy; contrastive: SetFit-style pairs, then a
-    /// prototype head. Measured on Chinese review sentiment (benches/README.md): contrastive is
-    /// ahead at 16 examples per class (79.3 % vs 78.1 %), supervised at 64 (79.2 % vs 78.2 %).
+    /// prototype head. On Chinese review sentiment (benches/README.md, 3 seeds, not identical
+    /// settings otherwise) contrastive did better at 16 examples per class and supervised at 64,
+    /// by about a point each.
     #[arg(long, value_enum, default_value_t = MethodArg::Supervised)]
     pub method: MethodArg,
     #[command(flatten)]

@@ -83,5 +83,13 @@ pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtra
             builder = builder.with_embedder(embedder.with_adapter(&adapter)?);
         }
     }
-    Ok(builder.build()?)
+    let extractor = builder.build()?;
+    let unused = extractor.unused_classifier_labels();
+    if !unused.is_empty() {
+        eprintln!(
+            "adapter: labels {} name no signal of the pack and decide nothing (a typo in a signal id?)",
+            unused.join(", ")
+        );
+    }
+    Ok(extractor)
 }

@@ -138,6 +138,21 @@ fn top_layer_adapters_train_from_cached_states_and_keep_peft_layers() {
         config_json["layers_to_transform"],
         serde_json::json!([4, 5])
     );
+    // PEFT also writes one layer as a bare number; a listed layer set that leaves out a layer
+    // the weights cover is refused, naming both.
+    let mut single = config_json.clone();
+    single["layers_to_transform"] = serde_json::json!(5);
+    let other = tempfile::tempdir().unwrap();
+    adapter.save(other.path()).unwrap();
+    std::fs::write(
+        other.path().join("adapter_config.json"),
+        serde_json::to_string(&single).unwrap(),
+    )
+    .unwrap();
+    let err = augur_core::LoraAdapter::load(other.path(), &candle_core::Device::Cpu)
+        .expect_err("pairs in layer 4 are not in layers_to_transform 5")
+        .to_string();
+    assert!(err.contains("layer 4") && err.contains("[5]"), "{err}");
     // The states the classifier was trained on (cached below layer 4) are the states it predicts
     // with (full forward of the merged model): its training accuracy survives the reload.
     let reloaded = TextClassifier::load(&base, tmp.path()).unwrap();

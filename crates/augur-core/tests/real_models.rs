@@ -270,6 +270,15 @@ fn assert_ragged_matches_padded(model: &Embedder) {
         max_diff < 1e-4,
         "ragged vs padded forward: max abs diff {max_diff}"
     );
+    // Fine-tuning runs the frozen layers once and the rest later: the two parts must compose to
+    // the whole forward, whatever the split.
+    let layers = encoder.layer_count();
+    for split in [0, 1, layers / 2, layers] {
+        let before = encoder.states_before_layer(&rows, split).unwrap();
+        let after = encoder.run_layers(before, split..layers);
+        assert_eq!(after.offsets, ragged.offsets);
+        assert_eq!(after.states, ragged.states, "split at layer {split}");
+    }
 }
 
 #[test]

@@ -23,15 +23,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         epochs: 6,
         learning_rate: 1e-3,
         max_tokens: 64,
-        layers_to_transform: Some((8..12).collect()),
         ..FineTuneConfig::default()
     };
+    let mut top_layers = 4usize;
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--top-layers" => {
-                let n: usize = value.parse()?;
-                config.layers_to_transform = Some((12 - n..12).collect());
+                top_layers = value.parse()?;
             }
             "--epochs" => config.epochs = value.parse()?,
             "--lr" => config.learning_rate = value.parse()?,
@@ -50,6 +49,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .with_locator(ModelLocator::empty())
     .build()?;
+    let layers = base.encoder().config().num_hidden_layers;
+    config.layers_to_transform = Some((layers - top_layers.clamp(1, layers)..layers).collect());
     let labelled = examples.iter().filter(|e| !e.labels.is_empty()).count();
     eprintln!(
         "{} training texts ({labelled} with a signal), {} signals",

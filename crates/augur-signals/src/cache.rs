@@ -51,15 +51,20 @@ impl CacheKey {
         }
     }
 
-    /// The file name for this key.
-    pub fn file_name(self) -> String {
+    /// The key as 32 hex digits.
+    pub fn digest(self) -> String {
         let hex: String = self
             .0
             .finalize()
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        format!("heads-{}.bin", &hex[..32])
+        hex[..32].to_string()
+    }
+
+    /// The file name for this key.
+    pub fn file_name(self) -> String {
+        format!("heads-{}.bin", self.digest())
     }
 }
 

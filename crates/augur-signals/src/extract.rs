@@ -129,6 +129,10 @@ enum LabelRoute {
 struct FittedClassifier {
     classifier: TextClassifier,
     routes: Vec<(usize, LabelRoute)>,
+    /// Labels that name neither a signal nor a sentiment (e.g. `none`).
+    unrouted: Vec<String>,
+    /// The adapted embedder without output normalisation: the head's input.
+    unnormalised: Embedder,
 }
 
 impl SignalExtractorBuilder {
@@ -204,6 +208,15 @@ impl SignalExtractorBuilder {
             None => None,
             Some(classifier) => Some(self.route(classifier)?),
         };
+        let mut identity = CacheKey::new();
+        identity.add_bytes(key.as_bytes());
+        identity.add_bytes(
+            format!(
+                "{:?} threshold={} margin={}",
+                self.pack, self.threshold, self.margin
+            )
+            .as_bytes(),
+        );
         let cached = self
             .cache_dir
             .as_deref()
@@ -224,7 +237,7 @@ impl SignalExtractorBuilder {
             pack: self.pack,
             segmenter: self.segmenter,
             heads,
-            fingerprint: format!("{key} threshold={} margin={}", self.threshold, self.margin),
+            fingerprint: identity.digest(),
             threshold: self.threshold,
             dates: DateResolver::default(),
             lexical: self.lexical,
@@ -233,9 +246,16 @@ impl SignalExtractorBuilder {
         })
     }
 
-    /// Matches the classifier's labels to the pack's signals and to sentiment; refuses a head
-    /// none of whose labels is used.
+    /// Matches the classifier's labels to the pack's signals and to sentiment. Refuses a head
+    /// none of whose labels is used, a single-label head without a label for "none of these"
+    /// (its probabilities sum to 1, so some signal would fire on every clause), and a classifier
+    /// whose adapter is not the embedder's (e.g. `with_embedder` called after it).
     fn route(&self, classifier: TextClassifier) -> Result<FittedClassifier> {
+        if classifier.embedder().adapter_fingerprints() != self.embedder.adapter_fingerprints() {
+            return Err(SignalError::Classifier(
+                "the embedder is not the classifier's adapted one: call with_classifier after with_embedder".into(),
+            ));
+        }
         let routes: Vec<(usize, LabelRoute)> = classifier
             .labels
             .iter()
@@ -257,7 +277,25 @@ impl SignalExtractorBuilder {
                 self.pack.signals.iter().take(3).map(|s| s.id.as_str()).collect::<Vec<_>>().join(", ")
             )));
         }
-        Ok(FittedClassifier { classifier, routes })
+        let unrouted: Vec<String> = classifier
+            .labels
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| routes.iter().all(|(routed, _)| routed != i))
+            .map(|(_, label)| label.clone())
+            .collect();
+        if !classifier.multi_label && unrouted.is_empty() {
+            return Err(SignalError::Classifier(format!(
+                "the head is single-label and every label ({}) is a signal or a sentiment, so their probabilities sum to 1 and one would fire on every clause; add examples labelled `none` (clauses with none of these) and refit",
+                classifier.labels.join(", ")
+            )));
+        }
+        Ok(FittedClassifier {
+            unnormalised: classifier.embedder().with_normalization(false),
+            classifier,
+            routes,
+            unrouted,
+        })
     }
 
     /// The cache file name for this training set, model and settings.
@@ -275,12 +313,14 @@ impl SignalExtractorBuilder {
         }
         key.add_bytes(
             format!(
-                "{:?} {:?} {:?} {} int8={}",
+                "{:?} {:?} {:?} {} int8={} {:?} normalize={}",
                 self.fit,
                 self.lexical.map(|(h, w)| (h.dim(), w)),
                 self.embedder.long_text(),
                 self.embedder.max_tokens(),
-                self.embedder.int8()
+                self.embedder.int8(),
+                self.embedder.pooling(),
+                self.embedder.normalizes()
             )
             .as_bytes(),
         );
@@ -410,8 +450,9 @@ fn training_data(pack: &SignalPack, segmenter: &dyn Segmenter) -> (Training, usi
 
 /// The pack's training texts as multi-label examples for `augur_core::finetune`: each signal
 /// example carries its signal id; hard negatives and clauses of labelled notes outside every span
-/// carry no label; a labelled clause carries the ids of the spans it overlaps. This is what a
-/// fitted adapter for the pack (`--adapter`) learns from.
+/// carry no label; a labelled clause carries the ids of the spans it overlaps. Sentiment examples
+/// are left out (they train the sentiment heads only). This is what a fitted adapter for the
+/// pack (`--adapter`) learns from.
 pub fn pack_examples(pack: &SignalPack, segmenter: &dyn Segmenter) -> Vec<LabelledText> {
     let (rows, _) = training_data(pack, segmenter);
     let n = pack.signals.len();
@@ -495,6 +536,12 @@ impl SignalExtractor {
     /// fit settings, threshold and margin — so a resumed batch job can tell that they changed.
     pub fn fingerprint(&self) -> &str {
         &self.fingerprint
+    }
+
+    /// Labels of the fitted classifier that decide nothing here (neither a signal of the pack
+    /// nor `positive` / `negative`), e.g. `none` or a misspelt signal id.
+    pub fn unused_classifier_labels(&self) -> &[String] {
+        self.classifier.as_ref().map_or(&[], |c| &c.unrouted)
     }
 
     /// The embedder in use.
@@ -607,10 +654,7 @@ impl SignalExtractor {
                 Vec::new().into_iter(),
             ));
         };
-        let mut pooled = self
-            .embedder
-            .with_normalization(false)
-            .embed(clauses, InputKind::Query)?;
+        let mut pooled = fitted.unnormalised.embed(clauses, InputKind::Query)?;
         let probabilities = fitted.classifier.probabilities_of_pooled(&pooled)?;
         if self.embedder.normalizes() {
             pooled

@@ -99,6 +99,7 @@ fn the_fitted_head_decides_the_signals_its_labels_name() {
         .with_classifier(classifier)
         .build()
         .unwrap();
+    assert_eq!(extractor.unused_classifier_labels(), ["other"]);
     let found = extractor.extract(&Note::new("n1", clause)).unwrap();
     let hit = found
         .hits
@@ -153,6 +154,34 @@ fn the_fingerprint_changes_with_the_pack_and_the_adapter() {
         .examples
         .push("Budget is signed off".into());
     assert_ne!(plain, build(edited, None), "an edited pack changes it");
+    let mut threshold = pack();
+    threshold.signals[1].threshold = Some(0.55);
+    assert_ne!(
+        plain,
+        build(threshold, None),
+        "a signal's own threshold changes it"
+    );
     let adapted = build(pack(), Some(fit(&base, ["budget_approved", "other"])));
     assert_ne!(plain, adapted, "an adapter changes it");
+}
+
+/// A single-label (softmax) head whose every label is a signal sums to 1 on every clause, so
+/// one signal would always fire: refused until the examples include a "none" label.
+#[test]
+fn a_single_label_head_without_a_none_label_is_refused() {
+    let base = model();
+    let classifier = fit(&base, ["budget_approved", "complaint"]);
+    assert!(!classifier.multi_label);
+    let err = SignalExtractor::builder(base)
+        .with_pack(pack())
+        .with_cache_dir(None)
+        .with_classifier(classifier)
+        .build()
+        .err()
+        .expect("every label is a signal")
+        .to_string();
+    assert!(
+        err.contains("single-label") && err.contains("`none`"),
+        "{err}"
+    );
 }

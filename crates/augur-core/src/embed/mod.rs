@@ -212,6 +212,11 @@ impl Embedder {
         self.normalize
     }
 
+    /// The unpadded CPU encoder (int8 when built so); `None` off the CPU.
+    pub(crate) fn ragged(&self) -> Option<&RaggedEncoder> {
+        self.ragged.as_deref()
+    }
+
     /// Width of the output vectors.
     pub fn dim(&self) -> usize {
         self.encoder.config().hidden_size

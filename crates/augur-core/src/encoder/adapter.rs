@@ -37,9 +37,32 @@ pub struct AdapterConfig {
     /// Bias training mode; only `none` is supported.
     #[serde(default = "bias_none")]
     pub bias: String,
-    /// The layers that carry pairs (all layers when absent), as in PEFT.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The layers that carry pairs (all layers when absent), as in PEFT, which also writes a
+    /// single layer as a bare number.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "layer_list"
+    )]
     pub layers_to_transform: Option<Vec<usize>>,
+}
+
+/// PEFT's `layers_to_transform`: a list of layer indices or one index.
+fn layer_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Vec<usize>>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Layers {
+        One(usize),
+        Many(Vec<usize>),
+    }
+    Ok(
+        Option::<Layers>::deserialize(deserializer)?.map(|layers| match layers {
+            Layers::One(layer) => vec![layer],
+            Layers::Many(layers) => layers,
+        }),
+    )
 }
 
 fn bias_none() -> String {
@@ -142,6 +165,18 @@ impl LoraAdapter {
         let scale = config.scale();
         let mut pairs = BTreeMap::new();
         for (module, (a, b)) in halves {
+            let layer = module
+                .strip_prefix("encoder.layer.")
+                .and_then(|rest| rest.split('.').next())
+                .and_then(|index| index.parse::<usize>().ok());
+            if let (Some(listed), Some(layer)) = (&config.layers_to_transform, layer) {
+                if !listed.contains(&layer) {
+                    return Err(AugurError::Adapter {
+                        path: weights_path.clone(),
+                        message: format!("`{module}` is in layer {layer}, but adapter_config.json lists layers_to_transform {listed:?}"),
+                    });
+                }
+            }
             let (Some(a), Some(b)) = (a, b) else {
                 return Err(AugurError::Adapter {
                     path: weights_path.clone(),
@@ -194,7 +229,7 @@ impl LoraAdapter {
         .map_err(io_error(&path))
     }
 
-    /// A 64-bit FNV-1a hash of the scale, module names and pair values: tells adapters apart in
+    /// A 64-bit FNV-1a hash of the module names, scales and pair values: tells adapters apart in
     /// cache keys.
     pub fn fingerprint(&self) -> Result<u64> {
         let mut hash: u64 = 0xcbf29ce484222325;
@@ -203,9 +238,10 @@ impl LoraAdapter {
                 hash = (hash ^ u64::from(b)).wrapping_mul(0x100000001b3);
             }
         };
-        feed(&self.config.scale().to_le_bytes());
         for (module, pair) in &self.pairs {
+            feed(&(module.len() as u64).to_le_bytes());
             feed(module.as_bytes());
+            feed(&pair.scale.to_le_bytes());
             for tensor in [&pair.a, &pair.b] {
                 let values = tensor
                     .flatten_all()

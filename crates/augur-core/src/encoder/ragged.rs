@@ -241,7 +241,8 @@ impl RaggedEncoder {
     pub fn run_layers(&self, mut states: RaggedStates, layers: Range<usize>) -> RaggedStates {
         let count = self.layers.len();
         let mut scratch = Scratch::default();
-        for layer in &self.layers[layers.start.min(count)..layers.end.min(count)] {
+        let end = layers.end.min(count);
+        for layer in &self.layers[layers.start.min(end)..end] {
             self.layer_forward(layer, &mut states.states, &states.offsets, &mut scratch);
         }
         states
