@@ -208,16 +208,18 @@ fn models_list_reports_location_config_and_hash() {
     );
 }
 
-#[test]
-fn fit_writes_a_peft_adapter_and_eval_scores_it() {
-    let tmp = tempfile::tempdir().unwrap();
-    let out = tmp.path().join("adapter");
-    let model = repo().join("models/all-MiniLM-L6-v2").display().to_string();
+fn minilm_dir() -> String {
+    repo().join("models/all-MiniLM-L6-v2").display().to_string()
+}
+
+/// Runs `augur fit` on the English few-shot fixture with all-MiniLM-L6-v2, writing `out`.
+fn fit_minilm(out: &Path, extra: &[&str]) -> Output {
     let examples = repo()
         .join("fixtures/fewshot/examples_en.csv")
         .display()
         .to_string();
-    let run = augur(&[
+    let model = minilm_dir();
+    let mut args = vec![
         "fit",
         "--examples",
         &examples,
@@ -225,17 +227,31 @@ fn fit_writes_a_peft_adapter_and_eval_scores_it() {
         out.to_str().unwrap(),
         "--model",
         &model,
-        "--epochs",
-        "4",
-        "--batch-size",
-        "4",
-        "--learning-rate",
-        "0.005",
-        "--holdout",
-        "0.25",
-        "--seed",
-        "5",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    augur(&args)
+}
+
+#[test]
+fn fit_writes_a_peft_adapter_and_eval_scores_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("adapter");
+    let model = minilm_dir();
+    let run = fit_minilm(
+        &out,
+        &[
+            "--epochs",
+            "4",
+            "--batch-size",
+            "4",
+            "--learning-rate",
+            "0.005",
+            "--holdout",
+            "0.25",
+            "--seed",
+            "5",
+        ],
+    );
     assert!(run.status.success());
     for file in [
         "adapter_config.json",
@@ -419,41 +435,15 @@ fn embed_does_not_embed_invalid_utf8_text() {
 fn fit_adapts_only_the_top_layers_and_extract_names_labels_that_are_no_signal() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("adapter");
-    let model = repo().join("models/all-MiniLM-L6-v2").display().to_string();
-    let examples = repo()
-        .join("fixtures/fewshot/examples_en.csv")
-        .display()
-        .to_string();
-    let fit = augur(&[
-        "fit",
-        "--examples",
-        &examples,
-        "--out",
-        out.to_str().unwrap(),
-        "--model",
-        &model,
-        "--epochs",
-        "1",
-        "--top-layers",
-        "2",
-    ]);
+    let model = minilm_dir();
+    let fit = fit_minilm(&out, &["--epochs", "1", "--top-layers", "2"]);
     assert!(fit.status.success());
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("adapter_config.json")).unwrap())
             .unwrap();
     assert_eq!(config["layers_to_transform"], serde_json::json!([4, 5]));
 
-    let too_many = augur(&[
-        "fit",
-        "--examples",
-        &examples,
-        "--out",
-        tmp.path().join("x").to_str().unwrap(),
-        "--model",
-        &model,
-        "--top-layers",
-        "7",
-    ]);
+    let too_many = fit_minilm(&tmp.path().join("x"), &["--top-layers", "7"]);
     assert!(!too_many.status.success());
     assert!(String::from_utf8_lossy(&too_many.stderr).contains("the model has 6 layers"));
 

@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use polars::prelude::{Column, DataFrame, DataType, NamedFrom, Series};
 
 use crate::chunked::{run_job, ChunkOutput, JobSettings, JobSummary};
-use crate::commands::signals::{build_extractor, PackArgs};
+use crate::commands::signals::{build_extractor, resume_settings, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, ColumnArgs, NotesTable};
 
@@ -81,13 +81,12 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         .rejects
         .clone()
         .unwrap_or_else(|| output.with_extension("rejects.csv"));
-    let settings = format!(
-        "{:?} {:?} {:?} {} {}",
-        args.columns,
-        args.pack,
-        args.model,
+    let settings = resume_settings(
+        &args.columns,
+        &args.pack,
+        &args.model,
         args.chunk_size,
-        extractor.fingerprint()
+        &extractor,
     );
     let options = TableOptions {
         resume: args.resume,

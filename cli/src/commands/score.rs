@@ -14,7 +14,7 @@ use clap::ValueEnum;
 use polars::prelude::{Column, DataFrame, DataType};
 
 use crate::chunked::{for_each_chunk, run_job, ChunkOutput, JobSettings};
-use crate::commands::signals::{build_extractor, PackArgs};
+use crate::commands::signals::{build_extractor, resume_settings, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, optional_strings, ColumnArgs, Reject};
 use crate::table::{ensure_parent, read_table, write_table};
@@ -172,13 +172,12 @@ fn load_accounts(args: &AccountInputArgs, output: &Path) -> Result<Accounts> {
         .unwrap_or_else(|| output.with_extension("rejects.csv"));
     let settings = JobSettings {
         label: "score: extract",
-        fingerprint_extra: format!(
-            "{:?} {:?} {:?} {} {}",
-            args.columns,
-            args.pack,
-            args.model,
+        fingerprint_extra: resume_settings(
+            &args.columns,
+            &args.pack,
+            &args.model,
             args.chunk_size,
-            extractor.fingerprint()
+            &extractor,
         ),
         resume: args.resume,
         chunk_rows: args.chunk_size.max(1),

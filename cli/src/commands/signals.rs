@@ -31,6 +31,21 @@ pub struct PackArgs {
     pub adapter: Option<PathBuf>,
 }
 
+/// What a resumed batch job must find unchanged: the flags, and the extractor's fingerprint
+/// (model files, adapter, head, pack contents), which an edit in place changes.
+pub fn resume_settings(
+    columns: &impl std::fmt::Debug,
+    pack: &PackArgs,
+    model: &ModelArgs,
+    chunk_size: usize,
+    extractor: &SignalExtractor,
+) -> String {
+    format!(
+        "{columns:?} {pack:?} {model:?} {chunk_size} {}",
+        extractor.fingerprint()
+    )
+}
+
 /// Loads the model and the pack, then fits the few-shot heads (a few seconds).
 pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtractor> {
     let signals = match &pack.signals {

@@ -34,12 +34,16 @@ fn examples() -> Vec<LabelledText> {
         .collect()
 }
 
-#[test]
-fn training_lowers_the_loss_and_the_result_round_trips() {
-    let base = Embedder::builder(real_model_dir("all-MiniLM-L6-v2").display().to_string())
+fn minilm() -> Embedder {
+    Embedder::builder(real_model_dir("all-MiniLM-L6-v2").display().to_string())
         .with_locator(ModelLocator::empty())
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn training_lowers_the_loss_and_the_result_round_trips() {
+    let base = minilm();
     let train = examples();
     let config = FineTuneConfig {
         epochs: 6,
@@ -96,10 +100,7 @@ fn training_lowers_the_loss_and_the_result_round_trips() {
 
 #[test]
 fn top_layer_adapters_train_from_cached_states_and_keep_peft_layers() {
-    let base = Embedder::builder(real_model_dir("all-MiniLM-L6-v2").display().to_string())
-        .with_locator(ModelLocator::empty())
-        .build()
-        .unwrap();
+    let base = minilm();
     let train = examples();
     let config = FineTuneConfig {
         epochs: 6,
@@ -161,10 +162,7 @@ fn top_layer_adapters_train_from_cached_states_and_keep_peft_layers() {
 
 #[test]
 fn adapting_a_layer_the_model_lacks_is_refused() {
-    let base = Embedder::builder(real_model_dir("all-MiniLM-L6-v2").display().to_string())
-        .with_locator(ModelLocator::empty())
-        .build()
-        .unwrap();
+    let base = minilm();
     let config = FineTuneConfig {
         layers_to_transform: Some(vec![6]),
         ..FineTuneConfig::default()
