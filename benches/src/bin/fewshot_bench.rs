@@ -198,7 +198,7 @@ fn main() -> Result<()> {
             let head = LogisticHeads::fit(
                 &HeadTraining {
                     features: vectors.clone(),
-                    standardize: base.dim(),
+                    standardize: vec![1.0; base.dim()],
                     labels: vec![train.iter().map(|(_, l)| *l as f32).collect()],
                     weights: vec![vec![1.0; train.len()]],
                 },

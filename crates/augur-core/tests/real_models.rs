@@ -279,6 +279,57 @@ fn assert_ragged_matches_padded(model: &Embedder) {
         assert_eq!(after.offsets, ragged.offsets);
         assert_eq!(after.states, ragged.states, "split at layer {split}");
     }
+    // The middle layer's states, as the signal heads read them, agree on both paths too.
+    let middle_padded: Vec<Vec<Vec<f32>>> = model
+        .encoder()
+        .forward_to_depths(&ids, &mask, &[layers / 2])
+        .unwrap()[0]
+        .to_vec3()
+        .unwrap();
+    let middle_ragged = encoder.states_before_layer(&rows, layers / 2).unwrap();
+    let mut max_diff = 0f32;
+    for (i, row) in rows.iter().enumerate() {
+        let states = middle_ragged.sequence(i);
+        for (t, token) in states
+            .chunks(middle_ragged.hidden)
+            .enumerate()
+            .take(row.len())
+        {
+            for (a, b) in token.iter().zip(&middle_padded[i][t]) {
+                max_diff = max_diff.max((a - b).abs());
+            }
+        }
+    }
+    assert!(
+        max_diff < 1e-4,
+        "middle layer, ragged vs padded: {max_diff}"
+    );
+}
+
+/// One pass gives the last layer's vectors (exactly `embed`'s) and a middle layer's (different,
+/// normalised the same way); a depth past the last layer is refused.
+#[test]
+fn embeddings_at_several_depths_come_from_one_pass() {
+    let texts = ["产线升级预算已批复", "We're also talking to Rockwell."];
+    let model = e5();
+    let layers = model.layer_count();
+    let at = model
+        .embed_at_depths(&texts, InputKind::Query, &[layers, layers / 2])
+        .unwrap();
+    assert_eq!(at[0], model.embed(&texts, InputKind::Query).unwrap());
+    for (last, middle) in at[0].iter().zip(&at[1]) {
+        let norm = middle.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "middle-layer norm {norm}");
+        assert!(
+            cosine(last, middle) < 0.99,
+            "the middle layer is not the last"
+        );
+    }
+    let err = model
+        .embed_at_depths(&texts, InputKind::Query, &[layers + 1])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&format!("{} layers", layers)), "{err}");
 }
 
 #[test]

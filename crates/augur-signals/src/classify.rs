@@ -10,9 +10,10 @@ use augur_core::error::{CandleContext, Result};
 pub struct HeadTraining {
     /// One row per example.
     pub features: Vec<Vec<f32>>,
-    /// Leading feature dimensions to standardise (dense embeddings); the rest (sparse lexical
-    /// features) are used as they are.
-    pub standardize: usize,
+    /// One weight per leading feature dimension to standardise (dense embeddings): after
+    /// standardising, the dimension is scaled by its weight. The rest (sparse lexical features)
+    /// are used as they are.
+    pub standardize: Vec<f32>,
     /// `labels[h][i]`: 1.0 when example `i` is positive for head `h`.
     pub labels: Vec<Vec<f32>>,
     /// `weights[h][i]`: how much example `i` counts for head `h` (0 leaves it out).
@@ -70,9 +71,11 @@ impl LogisticHeads {
                 .zip(row.iter().zip(&mean))
                 .for_each(|(v, (x, m))| *v += (x - m).powi(2) / n as f32);
         }
-        let inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v.sqrt() + 1e-6)).collect();
-        let (mut mean, mut inv_std) = (mean, inv_std);
-        for d in data.standardize.min(dim)..dim {
+        let mut inv_std: Vec<f32> = var.iter().map(|v| 1.0 / (v.sqrt() + 1e-6)).collect();
+        for (s, weight) in inv_std.iter_mut().zip(&data.standardize) {
+            *s *= weight;
+        }
+        for d in data.standardize.len().min(dim)..dim {
             mean[d] = 0.0;
             inv_std[d] = 1.0;
         }
@@ -219,7 +222,7 @@ mod tests {
         let heads = LogisticHeads::fit(
             &HeadTraining {
                 features,
-                standardize: 3,
+                standardize: vec![1.0; 3],
                 labels,
                 weights,
             },

@@ -38,6 +38,9 @@ pub enum SignalError {
     /// A fitted classifier (`--adapter`) does not fit the pack.
     #[error("adapter: {0}")]
     Classifier(String),
+    /// An extractor setting does not fit the model (e.g. a middle layer past its last layer).
+    #[error("extractor setting: {0}")]
+    Setting(String),
     /// The encoder failed.
     #[error(transparent)]
     Core(#[from] augur_core::AugurError),

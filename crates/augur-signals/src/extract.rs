@@ -23,6 +23,9 @@ pub const DEFAULT_THRESHOLD: f32 = 0.7;
 /// Default of [`SignalExtractorBuilder::with_margin`].
 pub const DEFAULT_MARGIN: f32 = 0.1;
 
+/// Default of [`SignalExtractorBuilder::with_context_weight`].
+pub const DEFAULT_CONTEXT_WEIGHT: f32 = 0.3;
+
 /// One text to analyse.
 #[derive(Debug, Clone, Default)]
 pub struct Note {
@@ -112,6 +115,9 @@ pub struct SignalExtractorBuilder {
     cache_dir: Option<PathBuf>,
     margin: f32,
     classifier: Option<TextClassifier>,
+    /// `None`: half the model's layers; `Some(None)`: last layer only.
+    middle_depth: Option<Option<usize>>,
+    context_weight: f32,
 }
 
 /// What a label of a fitted classifier's head decides.
@@ -160,6 +166,22 @@ impl SignalExtractorBuilder {
         self
     }
 
+    /// Adds the clause's vector pooled after `depth` layers to its features, beside the last
+    /// layer's: a middle layer keeps more of the wording (default: half the model's layers);
+    /// `None` uses the last layer only.
+    pub fn with_middle_layer(mut self, depth: Option<usize>) -> Self {
+        self.middle_depth = Some(depth);
+        self
+    }
+
+    /// Weight of the clause's context among its features: the mean embedding of the clauses
+    /// before and after it in the same note, which tells "两点可以" in a scheduling exchange from
+    /// the same words elsewhere (default [`DEFAULT_CONTEXT_WEIGHT`]; 0 leaves context out).
+    pub fn with_context_weight(mut self, weight: f32) -> Self {
+        self.context_weight = weight;
+        self
+    }
+
     /// Where fitted heads are cached (default: `$AUGUR_CACHE_DIR` or `~/.cache/augur`);
     /// `None` fits them on every build.
     pub fn with_cache_dir(mut self, dir: Option<PathBuf>) -> Self {
@@ -201,9 +223,22 @@ impl SignalExtractorBuilder {
 
     /// Embeds the pack's examples and fits the heads.
     pub fn build(mut self) -> Result<SignalExtractor> {
+        let layers = self.embedder.layer_count();
+        let middle = self.middle_depth.unwrap_or(Some(layers / 2));
+        if let Some(depth) = middle.filter(|&d| d == 0 || d >= layers) {
+            return Err(SignalError::Setting(format!(
+                "middle layer {depth} must lie between 1 and {} (the model has {layers} layers)",
+                layers - 1
+            )));
+        }
+        let features = ClauseFeatures {
+            depths: std::iter::once(layers).chain(middle).collect(),
+            context_weight: self.context_weight,
+            lexical: self.lexical,
+        };
         let (training, sentiment_heads) = training_data(&self.pack, self.segmenter.as_ref());
         let heads_count = self.pack.signals.len() + sentiment_heads;
-        let key = self.cache_key(&training)?;
+        let key = self.cache_key(&training, &features)?;
         let classifier = match self.classifier.take() {
             None => None,
             Some(classifier) => Some(self.route(classifier)?),
@@ -225,7 +260,7 @@ impl SignalExtractorBuilder {
         let heads = match cached {
             Some(heads) => heads,
             None => {
-                let heads = self.fit(&training, heads_count)?;
+                let heads = self.fit(&training, heads_count, &features)?;
                 if let Some(dir) = &self.cache_dir {
                     cache::store(dir, &key, &heads);
                 }
@@ -240,7 +275,7 @@ impl SignalExtractorBuilder {
             fingerprint: identity.digest(),
             threshold: self.threshold,
             dates: DateResolver::default(),
-            lexical: self.lexical,
+            features,
             margin: self.margin,
             classifier,
         })
@@ -299,7 +334,7 @@ impl SignalExtractorBuilder {
     }
 
     /// The cache file name for this training set, model and settings.
-    fn cache_key(&self, training: &Training) -> Result<String> {
+    fn cache_key(&self, training: &Training, features: &ClauseFeatures) -> Result<String> {
         let mut key = CacheKey::new();
         for fingerprint in self.embedder.adapter_fingerprints() {
             key.add_bytes(&fingerprint.to_le_bytes());
@@ -315,7 +350,7 @@ impl SignalExtractorBuilder {
             format!(
                 "{:?} {:?} {:?} {} int8={} {:?} normalize={}",
                 self.fit,
-                self.lexical.map(|(h, w)| (h.dim(), w)),
+                features,
                 self.embedder.long_text(),
                 self.embedder.max_tokens(),
                 self.embedder.int8(),
@@ -324,9 +359,12 @@ impl SignalExtractorBuilder {
             )
             .as_bytes(),
         );
-        for (text, roles) in training {
-            key.add_bytes(text.as_bytes());
-            for (head, label, weight) in roles {
+        for row in training {
+            key.add_bytes(row.text.as_bytes());
+            for &neighbour in &row.neighbours {
+                key.add_bytes(&(neighbour as u64).to_le_bytes());
+            }
+            for (head, label, weight) in &row.roles {
                 key.add_bytes(
                     &[
                         (*head as u32).to_le_bytes(),
@@ -341,15 +379,22 @@ impl SignalExtractorBuilder {
     }
 
     /// Embeds the training texts and fits the heads.
-    fn fit(&self, training: &Training, heads_count: usize) -> Result<LogisticHeads> {
-        let texts: Vec<&str> = training.iter().map(|(t, _)| t.as_str()).collect();
-        let features = self.embedder.embed(&texts, InputKind::Query)?;
-        let standardize = self.embedder.dim();
-        let features = join_features(features, &texts, self.lexical);
+    fn fit(
+        &self,
+        training: &Training,
+        heads_count: usize,
+        features: &ClauseFeatures,
+    ) -> Result<LogisticHeads> {
+        let texts: Vec<&str> = training.iter().map(|row| row.text.as_str()).collect();
+        let neighbours: Vec<Vec<usize>> =
+            training.iter().map(|row| row.neighbours.clone()).collect();
+        let layers = features.embed(&self.embedder, &texts)?;
+        let standardize = features.dense_weights(self.embedder.dim());
+        let rows = features.assemble(layers, &texts, &neighbours);
         let mut labels = vec![vec![0f32; texts.len()]; heads_count];
         let mut weights = vec![vec![0f32; texts.len()]; heads_count];
-        for (i, (_, roles)) in training.iter().enumerate() {
-            for &(head, label, weight) in roles {
+        for (i, row) in training.iter().enumerate() {
+            for &(head, label, weight) in &row.roles {
                 labels[head][i] = label;
                 weights[head][i] = weight;
             }
@@ -357,7 +402,7 @@ impl SignalExtractorBuilder {
         balance(&mut weights, &labels);
         Ok(LogisticHeads::fit(
             &HeadTraining {
-                features,
+                features: rows,
                 standardize,
                 labels,
                 weights,
@@ -367,27 +412,91 @@ impl SignalExtractorBuilder {
     }
 }
 
-/// Appends the scaled lexical features of each text to its embedding.
-fn join_features(
-    embeddings: Vec<Vec<f32>>,
-    texts: &[&str],
+/// What a clause's feature vector is made of: its embeddings at some depths of the encoder (the
+/// last layer first), the mean of its neighbours' last-layer embeddings, and lexical n-grams.
+#[derive(Debug, Clone)]
+struct ClauseFeatures {
+    /// Layers after which the clause is pooled; `depths[0]` is the last layer.
+    depths: Vec<usize>,
+    /// Weight of the neighbours' mean embedding after standardising (0: left out).
+    context_weight: f32,
+    /// Hashed n-grams and their scale.
     lexical: Option<(LexicalHasher, f32)>,
-) -> Vec<Vec<f32>> {
-    let Some((hasher, weight)) = lexical else {
-        return embeddings;
-    };
-    embeddings
-        .into_iter()
-        .zip(texts)
-        .map(|(mut v, t)| {
-            v.extend(hasher.features(t).into_iter().map(|x| x * weight));
-            v
-        })
-        .collect()
 }
 
-/// Each training text with `(head, label, weight)` for every head it takes part in.
-type Training = Vec<(String, Vec<(usize, f32, f32)>)>;
+impl ClauseFeatures {
+    /// Embeddings of `texts` at every depth: `result[d][i]`.
+    fn embed(&self, embedder: &Embedder, texts: &[&str]) -> Result<Vec<Vec<Vec<f32>>>> {
+        Ok(embedder.embed_at_depths(texts, InputKind::Query, &self.depths)?)
+    }
+
+    /// Weight of each dense dimension after standardising, for embeddings of width `dim`.
+    fn dense_weights(&self, dim: usize) -> Vec<f32> {
+        let mut weights = vec![1.0; dim * self.depths.len()];
+        if self.context_weight > 0.0 {
+            weights.extend(std::iter::repeat_n(self.context_weight, dim));
+        }
+        weights
+    }
+
+    /// One feature row per text from its embeddings (`layers[d][i]`, as [`ClauseFeatures::embed`]
+    /// returns them); `neighbours[i]` are the indices of the texts around text `i` (none: the
+    /// text is its own context).
+    fn assemble(
+        &self,
+        layers: Vec<Vec<Vec<f32>>>,
+        texts: &[&str],
+        neighbours: &[Vec<usize>],
+    ) -> Vec<Vec<f32>> {
+        let last = &layers[0];
+        let context = |i: usize| -> Vec<f32> {
+            let around = &neighbours[i];
+            if around.is_empty() {
+                return last[i].clone();
+            }
+            let mut mean = vec![0f32; last[i].len()];
+            for &j in around {
+                mean.iter_mut().zip(&last[j]).for_each(|(m, x)| *m += x);
+            }
+            mean.iter_mut().for_each(|m| *m /= around.len() as f32);
+            mean
+        };
+        (0..texts.len())
+            .map(|i| {
+                let mut row: Vec<f32> = layers.iter().flat_map(|l| l[i].iter().copied()).collect();
+                if self.context_weight > 0.0 {
+                    row.extend(context(i));
+                }
+                if let Some((hasher, weight)) = self.lexical {
+                    row.extend(hasher.features(texts[i]).into_iter().map(|x| x * weight));
+                }
+                row
+            })
+            .collect()
+    }
+}
+
+/// The clauses before and after each clause of one text, as indices into all clauses, the text's
+/// first clause being at `offset`.
+fn neighbours_in_text(offset: usize, clauses: usize) -> impl Iterator<Item = Vec<usize>> {
+    (0..clauses).map(move |i| {
+        let before = i.checked_sub(1).map(|j| offset + j);
+        let after = (i + 1 < clauses).then_some(offset + i + 1);
+        before.into_iter().chain(after).collect()
+    })
+}
+
+/// One training text.
+struct TrainingRow {
+    text: String,
+    /// `(head, label, weight)` for every head the text takes part in.
+    roles: Vec<(usize, f32, f32)>,
+    /// Indices of the rows around it in its note (empty for an example sentence).
+    neighbours: Vec<usize>,
+}
+
+/// The training texts, in order.
+type Training = Vec<TrainingRow>;
 
 /// Weight of a signal's own hard negatives relative to other negatives.
 const HARD_NEGATIVE_WEIGHT: f32 = 3.0;
@@ -400,22 +509,29 @@ fn training_data(pack: &SignalPack, segmenter: &dyn Segmenter) -> (Training, usi
     let n = pack.signals.len();
     let (pos_head, neg_head) = (n, n + 1);
     let mut rows: Training = Vec::new();
+    let sentence = |text: &String, roles| TrainingRow {
+        text: text.clone(),
+        roles,
+        neighbours: Vec::new(),
+    };
     for (s, signal) in pack.signals.iter().enumerate() {
         for text in &signal.examples {
             let roles = (0..n)
                 .map(|h| if h == s { (h, 1.0, 1.0) } else { (h, 0.0, 1.0) })
                 .collect();
-            rows.push((text.clone(), roles));
+            rows.push(sentence(text, roles));
         }
         for text in &signal.negatives {
             let roles = (0..n)
                 .map(|h| (h, 0.0, if h == s { HARD_NEGATIVE_WEIGHT } else { 1.0 }))
                 .collect();
-            rows.push((text.clone(), roles));
+            rows.push(sentence(text, roles));
         }
     }
     for note in &pack.labelled_notes {
-        for segment in segmenter.segment(&note.text) {
+        let segments = segmenter.segment(&note.text);
+        let neighbours = neighbours_in_text(rows.len(), segments.len());
+        for (segment, neighbours) in segments.into_iter().zip(neighbours) {
             let roles = pack
                 .signals
                 .iter()
@@ -429,7 +545,11 @@ fn training_data(pack: &SignalPack, segmenter: &dyn Segmenter) -> (Training, usi
                     (h, f32::from(labelled), 1.0)
                 })
                 .collect();
-            rows.push((segment.text, roles));
+            rows.push(TrainingRow {
+                text: segment.text,
+                roles,
+                neighbours,
+            });
         }
     }
     let sentiment = &pack.sentiment;
@@ -442,7 +562,7 @@ fn training_data(pack: &SignalPack, segmenter: &dyn Segmenter) -> (Training, usi
             let mut roles: Vec<(usize, f32, f32)> = (0..n).map(|h| (h, 0.0, 1.0)).collect();
             roles.push((pos_head, pos, 1.0));
             roles.push((neg_head, neg, 1.0));
-            rows.push((text.clone(), roles));
+            rows.push(sentence(text, roles));
         }
     }
     (rows, 2)
@@ -457,10 +577,11 @@ pub fn pack_examples(pack: &SignalPack, segmenter: &dyn Segmenter) -> Vec<Labell
     let (rows, _) = training_data(pack, segmenter);
     let n = pack.signals.len();
     rows.into_iter()
-        .filter(|(_, roles)| roles.iter().all(|&(head, _, _)| head < n))
-        .map(|(text, roles)| LabelledText {
-            text,
-            labels: roles
+        .filter(|row| row.roles.iter().all(|&(head, _, _)| head < n))
+        .map(|row| LabelledText {
+            text: row.text,
+            labels: row
+                .roles
                 .iter()
                 .filter(|&&(_, label, _)| label > 0.5)
                 .map(|&(head, _, _)| pack.signals[head].id.clone())
@@ -506,7 +627,7 @@ pub struct SignalExtractor {
     fingerprint: String,
     threshold: f32,
     dates: DateResolver,
-    lexical: Option<(LexicalHasher, f32)>,
+    features: ClauseFeatures,
     margin: f32,
     classifier: Option<FittedClassifier>,
 }
@@ -524,6 +645,8 @@ impl SignalExtractor {
             cache_dir: cache::default_cache_dir(),
             margin: DEFAULT_MARGIN,
             classifier: None,
+            middle_depth: None,
+            context_weight: DEFAULT_CONTEXT_WEIGHT,
         }
     }
 
@@ -566,9 +689,20 @@ impl SignalExtractor {
             .flatten()
             .map(|s| s.text.as_str())
             .collect();
-        let (embeddings, mut fitted) = self.embed_clauses(&clauses)?;
-        let vectors = join_features(embeddings, &clauses, self.lexical);
-        let mut vectors = vectors.into_iter();
+        let (layers, mut fitted) = self.embed_clauses(&clauses)?;
+        let mut offset = 0;
+        let neighbours: Vec<Vec<usize>> = segmented
+            .iter()
+            .flat_map(|segments| {
+                let around = neighbours_in_text(offset, segments.len());
+                offset += segments.len();
+                around
+            })
+            .collect();
+        let mut vectors = self
+            .features
+            .assemble(layers, &clauses, &neighbours)
+            .into_iter();
         let n_signals = self.pack.signals.len();
         let mut out = Vec::with_capacity(notes.len());
         for (note, segments) in notes.iter().zip(segmented) {
@@ -645,22 +779,36 @@ impl SignalExtractor {
         Ok(out)
     }
 
-    /// Clause embeddings for the heads and, with a fitted classifier, its probabilities per
-    /// clause: both from one pass of the (adapted) encoder.
-    fn embed_clauses(&self, clauses: &[&str]) -> Result<(Vec<Vec<f32>>, ClassifierRows)> {
+    /// Clause embeddings at every depth the heads use (`result[d][i]`) and, with a fitted
+    /// classifier, its probabilities per clause: both from one pass of the (adapted) encoder.
+    fn embed_clauses(&self, clauses: &[&str]) -> Result<(Vec<Vec<Vec<f32>>>, ClassifierRows)> {
         let Some(fitted) = &self.classifier else {
             return Ok((
-                self.embedder.embed(clauses, InputKind::Query)?,
+                self.features.embed(&self.embedder, clauses)?,
                 Vec::new().into_iter(),
             ));
         };
-        let mut pooled = fitted.unnormalised.embed(clauses, InputKind::Query)?;
-        let probabilities = fitted.classifier.probabilities_of_pooled(&pooled)?;
+        let mut layers = self.features.embed(&fitted.unnormalised, clauses)?;
+        let probabilities = fitted.classifier.probabilities_of_pooled(&layers[0])?;
         if self.embedder.normalizes() {
-            pooled
+            layers
                 .iter_mut()
+                .flatten()
                 .for_each(|v| augur_core::embed::l2_normalize(v));
         }
-        Ok((pooled, probabilities.into_iter()))
+        Ok((layers, probabilities.into_iter()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn neighbours_stay_inside_their_text() {
+        let around: Vec<Vec<usize>> = neighbours_in_text(5, 3).collect();
+        assert_eq!(around, vec![vec![6], vec![5, 7], vec![6]]);
+        let alone: Vec<Vec<usize>> = neighbours_in_text(9, 1).collect();
+        assert_eq!(alone, vec![Vec::<usize>::new()]);
     }
 }

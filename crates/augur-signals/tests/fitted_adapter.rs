@@ -1,21 +1,14 @@
 //! A classifier fitted by `augur fit` plugged into the extractor: its adapter embeds the clauses
 //! and its head decides the signals its labels name (real multilingual-e5-small weights).
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use augur_core::finetune::{FineTuneConfig, LabelledText, TextClassifier};
-use augur_core::{Embedder, ModelLocator};
+use augur_core::Embedder;
 use augur_signals::{Note, SignalExtractor, SignalPack};
 
-const PACK: &str = r#"
-[pack]
-name = "tiny"
-
-[sentiment]
-positive = ["Really happy with the rollout", "服务很好，非常满意"]
-negative = ["Support has been terrible", "系统老是出问题，很不满意"]
-neutral = ["The meeting is in room 4", "会议在三楼"]
-
+/// The pack's first signal (`common::tiny_pack` adds `complaint`).
+const SIGNAL: &str = r#"
 [[signal]]
 id = "budget_approved"
 kind = "buying"
@@ -23,27 +16,7 @@ name_zh = "预算已批复"
 name_en = "Budget approved"
 examples = ["The CFO signed off on the budget", "预算已经批下来了"]
 negatives = ["The budget is not approved yet", "预算还没批"]
-
-[[signal]]
-id = "complaint"
-kind = "risk"
-name_zh = "投诉"
-name_en = "Complaint"
-examples = ["They are unhappy with the slow support", "客户对响应速度很不满"]
 "#;
-
-fn model() -> Embedder {
-    let dir: PathBuf =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/multilingual-e5-small");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "run `models/fetch` first"
-    );
-    Embedder::builder(dir.display().to_string())
-        .with_locator(ModelLocator::empty())
-        .build()
-        .unwrap()
-}
 
 fn fit(base: &Embedder, labels: [&str; 2]) -> TextClassifier {
     let texts = [
@@ -77,12 +50,12 @@ fn fit(base: &Embedder, labels: [&str; 2]) -> TextClassifier {
 }
 
 fn pack() -> SignalPack {
-    SignalPack::parse(PACK, "tiny.toml", |_| Ok(Vec::new())).unwrap()
+    common::tiny_pack(SIGNAL)
 }
 
 #[test]
 fn the_fitted_head_decides_the_signals_its_labels_name() {
-    let base = model();
+    let base = common::e5();
     let classifier = fit(&base, ["budget_approved", "other"]);
     let clause = "The CFO approved the budget on Monday";
     let expected = classifier.predict(&[clause]).unwrap()[0].clone();
@@ -116,7 +89,7 @@ fn the_fitted_head_decides_the_signals_its_labels_name() {
 
 /// The error of building an extractor around a single-label classifier fitted on `labels`.
 fn refusal(labels: [&str; 2]) -> String {
-    let base = model();
+    let base = common::e5();
     let classifier = fit(&base, labels);
     assert!(!classifier.multi_label);
     match SignalExtractor::builder(base)
@@ -144,7 +117,7 @@ fn a_head_whose_labels_name_no_signal_is_refused() {
 /// The extractor's fingerprint (part of the resume check) now covers pack, adapter and head.
 #[test]
 fn the_fingerprint_changes_with_the_pack_and_the_adapter() {
-    let base = model();
+    let base = common::e5();
     let build = |pack: SignalPack, classifier: Option<TextClassifier>| {
         let mut builder = SignalExtractor::builder(base.clone())
             .with_pack(pack)

@@ -1,35 +1,21 @@
 //! The measure of signal extraction: micro-F1 on the test half of the annotated corpus
 //! (`fixtures/signals/gold_*.jsonl`), with the built-in pack and the default model.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use augur_core::{Embedder, ModelLocator};
 use augur_signals::eval::{evaluate, load_gold, EvalReport, GoldNote};
 use augur_signals::SignalExtractor;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 fn gold(split: &str) -> Vec<GoldNote> {
     ["gold_zh.jsonl", "gold_en.jsonl"]
         .iter()
-        .flat_map(|f| load_gold(&repo().join("fixtures/signals").join(f)).unwrap())
+        .flat_map(|f| load_gold(&common::repo().join("fixtures/signals").join(f)).unwrap())
         .filter(|n| n.split == split)
         .collect()
 }
 
 fn extractor() -> SignalExtractor {
-    let dir = repo().join("models/multilingual-e5-small");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "run `models/fetch` first"
-    );
-    let embedder = Embedder::builder(dir.display().to_string())
-        .with_locator(ModelLocator::empty())
-        .build()
-        .unwrap();
-    SignalExtractor::builder(embedder).build().unwrap()
+    SignalExtractor::builder(common::e5()).build().unwrap()
 }
 
 fn print_report(name: &str, r: &EvalReport) {
@@ -70,11 +56,12 @@ fn print_report(name: &str, r: &EvalReport) {
     );
 }
 
-/// The bar is micro-F1 ≥ 0.80; measured on 2026-12-04 with the built-in pack and
-/// multilingual-e5-small: 0.684 (P 0.65, R 0.72; en 0.71, zh 0.67, mixed 0.65). Settings were chosen
+/// The bar is micro-F1 ≥ 0.80; measured on 2026-12-05 with the built-in pack and
+/// multilingual-e5-small: 0.731 (P 0.73, R 0.73; en 0.76, zh 0.72, mixed 0.70). Settings were chosen
 /// by 2-fold cross-validation on the train half (`examples/tune_signals.rs`), never on this half.
-/// Until the bar is met, this guards against regressions below the measured level.
-const MICRO_F1_FLOOR: f64 = 0.66;
+/// Until the bar is met, this guards against regressions below the measured level (the score
+/// moves by about ±0.7 points with float-level changes of the embeddings).
+const MICRO_F1_FLOOR: f64 = 0.71;
 
 #[test]
 fn micro_f1_on_the_test_half_does_not_regress() {

@@ -299,26 +299,58 @@ impl Embedder {
         texts: &[S],
         kind: InputKind,
     ) -> Result<Vec<Vec<f32>>> {
+        let last = self.layer_count();
+        Ok(self.embed_at_depths(texts, kind, &[last])?.remove(0))
+    }
+
+    /// Number of transformer layers.
+    pub fn layer_count(&self) -> usize {
+        self.encoder.config().num_hidden_layers
+    }
+
+    /// Embeds `texts` as `kind` from the states after each of `depths` layers (the layer count
+    /// gives [`Embedder::embed`]'s vectors; a middle layer keeps more of the wording), all from one
+    /// pass: `result[d][i]` is the vector of `texts[i]` at `depths[d]`, pooled, long texts
+    /// averaged over their windows, and normalised like [`Embedder::embed`]'s.
+    pub fn embed_at_depths<S: AsRef<str> + Sync>(
+        &self,
+        texts: &[S],
+        kind: InputKind,
+        depths: &[usize],
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        if let Some(depth) = depths.iter().find(|&&d| d > self.layer_count()) {
+            return Err(AugurError::InvalidArgument(format!(
+                "depth {depth} asked of a model with {} layers",
+                self.layer_count()
+            )));
+        }
         let windows: Vec<TokenWindow> = self.windows(texts, kind)?.into_iter().flatten().collect();
-        let window_vectors = self.encode_windows(&windows)?;
         let dim = self.dim();
-        let mut sums = vec![vec![0f32; dim]; texts.len()];
         let mut weights = vec![0f32; texts.len()];
-        for (window, vector) in windows.iter().zip(&window_vectors) {
-            let weight = window.ids.len() as f32;
-            weights[window.text_index] += weight;
-            for (s, v) in sums[window.text_index].iter_mut().zip(vector) {
-                *s += weight * v;
-            }
+        for window in &windows {
+            weights[window.text_index] += window.ids.len() as f32;
         }
-        for (sum, weight) in sums.iter_mut().zip(&weights) {
-            sum.iter_mut()
-                .for_each(|x| *x /= weight.max(f32::MIN_POSITIVE));
-            if self.normalize {
-                l2_normalize(sum);
-            }
-        }
-        Ok(sums)
+        let per_depth = self.encode_windows_at(&windows, depths)?;
+        Ok(per_depth
+            .into_iter()
+            .map(|window_vectors| {
+                let mut sums = vec![vec![0f32; dim]; texts.len()];
+                for (window, vector) in windows.iter().zip(&window_vectors) {
+                    let weight = window.ids.len() as f32;
+                    for (s, v) in sums[window.text_index].iter_mut().zip(vector) {
+                        *s += weight * v;
+                    }
+                }
+                for (sum, weight) in sums.iter_mut().zip(&weights) {
+                    sum.iter_mut()
+                        .for_each(|x| *x /= weight.max(f32::MIN_POSITIVE));
+                    if self.normalize {
+                        l2_normalize(sum);
+                    }
+                }
+                sums
+            })
+            .collect())
     }
 
     /// Embeds one text.
@@ -330,33 +362,54 @@ impl Embedder {
     /// `batch_size` (unpadded on the CPU; elsewhere each bucket is padded only to its own longest
     /// window); results come back in input order.
     pub fn encode_windows(&self, windows: &[TokenWindow]) -> Result<Vec<Vec<f32>>> {
+        let last = self.layer_count();
+        Ok(self.encode_windows_at(windows, &[last])?.remove(0))
+    }
+
+    /// [`Embedder::encode_windows`] at each of `depths` layers: `result[d][w]`.
+    pub fn encode_windows_at(
+        &self,
+        windows: &[TokenWindow],
+        depths: &[usize],
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
         let mut order: Vec<usize> = (0..windows.len()).collect();
         order.sort_by_key(|&i| windows[i].ids.len());
-        let mut out = vec![Vec::new(); windows.len()];
+        let mut out = vec![vec![Vec::new(); windows.len()]; depths.len()];
         for bucket in order.chunks(self.batch_size) {
             let rows: Vec<&[u32]> = bucket.iter().map(|&i| windows[i].ids.as_slice()).collect();
-            let pooled = self.encode_batch(&rows)?;
-            for (&i, vector) in bucket.iter().zip(pooled) {
-                out[i] = vector;
+            for (depth_out, pooled) in out.iter_mut().zip(self.encode_batch(&rows, depths)?) {
+                for (&i, vector) in bucket.iter().zip(pooled) {
+                    depth_out[i] = vector;
+                }
             }
         }
         Ok(out)
     }
 
-    /// Runs one batch through the encoder and pooler: unpadded on the CPU, padded elsewhere.
-    fn encode_batch(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+    /// Runs one batch through the encoder and pooler, pooling at each of `depths`: unpadded on
+    /// the CPU, padded elsewhere. `result[d][row]`.
+    fn encode_batch(&self, rows: &[&[u32]], depths: &[usize]) -> Result<Vec<Vec<Vec<f32>>>> {
         let Some(ragged) = &self.ragged else {
-            return self.encode_padded(rows);
+            return self.encode_padded(rows, depths);
         };
-        let states = ragged.forward(rows)?;
         let pooler = pool::pooler_for(self.pooling);
-        Ok((0..states.len())
-            .map(|i| pooler.pool_tokens(states.sequence(i), states.hidden))
-            .collect())
+        let mut ascending: Vec<usize> = (0..depths.len()).collect();
+        ascending.sort_by_key(|&d| depths[d]);
+        let mut out = vec![Vec::new(); depths.len()];
+        let mut states = ragged.states_before_layer(rows, 0)?;
+        let mut reached = 0;
+        for d in ascending {
+            states = ragged.run_layers(states, reached..depths[d]);
+            reached = depths[d];
+            out[d] = (0..states.len())
+                .map(|i| pooler.pool_tokens(states.sequence(i), states.hidden))
+                .collect();
+        }
+        Ok(out)
     }
 
     /// Runs one padded batch through the encoder and pooler.
-    fn encode_padded(&self, rows: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+    fn encode_padded(&self, rows: &[&[u32]], depths: &[usize]) -> Result<Vec<Vec<Vec<f32>>>> {
         let seq = rows.iter().map(|r| r.len()).max().unwrap_or(0);
         let pad = self.encoder.config().pad_token_id;
         let mut ids = Vec::with_capacity(rows.len() * seq);
@@ -371,9 +424,15 @@ impl Embedder {
         let ids = Tensor::from_vec(ids, (rows.len(), seq), device).context("building input_ids")?;
         let mask =
             Tensor::from_vec(mask, (rows.len(), seq), device).context("building attention_mask")?;
-        let hidden = self.encoder.forward(&ids, &mask)?;
-        let pooled = pool::pooler_for(self.pooling).pool(&hidden, &mask)?;
-        pooled.to_vec2::<f32>().context("reading pooled vectors")
+        let pooler = pool::pooler_for(self.pooling);
+        self.encoder
+            .forward_to_depths(&ids, &mask, depths)?
+            .iter()
+            .map(|hidden| {
+                let pooled = pooler.pool(hidden, &mask)?;
+                pooled.to_vec2::<f32>().context("reading pooled vectors")
+            })
+            .collect()
     }
 }
 

@@ -252,6 +252,21 @@ impl BertEncoder {
     /// mask is 0 are never attended to, so padding does not change the other positions' states.
     /// Returns the last hidden state `[batch, seq, hidden]`.
     pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let depth = self.layers.len();
+        Ok(self
+            .forward_to_depths(input_ids, attention_mask, &[depth])?
+            .remove(0))
+    }
+
+    /// Like [`BertEncoder::forward`], but returns the hidden states after each of `depths` layers
+    /// (0: the embeddings; the layer count: the last hidden state), in the order asked, from one
+    /// pass. Intermediate layers keep more of a text's wording than the last one.
+    pub fn forward_to_depths(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        depths: &[usize],
+    ) -> Result<Vec<Tensor>> {
         let ops = &Inference;
         let (batch, seq) = input_ids
             .dims2()
@@ -262,10 +277,16 @@ impl BertEncoder {
                 self.config.max_position_embeddings
             )));
         }
+        if let Some(&deepest) = depths.iter().find(|&&d| d > self.layers.len()) {
+            return Err(AugurError::InvalidArgument(format!(
+                "depth {deepest} asked of an encoder with {} layers",
+                self.layers.len()
+            )));
+        }
         let hidden = self
             .embed(ops, input_ids, batch, seq)
             .context("embeddings")?;
-        self.forward_layers_with(ops, hidden, attention_mask, 0)
+        self.run_layers(ops, hidden, attention_mask, 0, depths)
     }
 
     /// Runs layers `first..` on `hidden` (`[batch, seq, hidden]`, the input of layer `first`), with
@@ -274,10 +295,25 @@ impl BertEncoder {
     pub(crate) fn forward_layers_with(
         &self,
         ops: &dyn ForwardOps,
-        mut hidden: Tensor,
+        hidden: Tensor,
         attention_mask: &Tensor,
         first: usize,
     ) -> Result<Tensor> {
+        let depth = self.layers.len();
+        Ok(self
+            .run_layers(ops, hidden, attention_mask, first, &[depth])?
+            .remove(0))
+    }
+
+    /// Runs layers `first..` up to the deepest of `depths`, keeping the states after each depth.
+    fn run_layers(
+        &self,
+        ops: &dyn ForwardOps,
+        mut hidden: Tensor,
+        attention_mask: &Tensor,
+        first: usize,
+        depths: &[usize],
+    ) -> Result<Vec<Tensor>> {
         let (batch, seq) = attention_mask
             .dims2()
             .context("attention_mask must be [batch, seq]")?;
@@ -288,12 +324,30 @@ impl BertEncoder {
         let mask_bias = ((mask - 1.0).context("attention mask")? * f64::from(f32::MAX))
             .and_then(|m| m.reshape((batch, 1, 1, seq)))
             .context("attention mask")?;
-        for (i, layer) in self.layers.iter().enumerate().skip(first) {
+        let deepest = depths.iter().copied().max().unwrap_or(first);
+        let mut kept: Vec<Option<Tensor>> = vec![None; depths.len()];
+        let mut keep = |depth: usize, hidden: &Tensor| {
+            for (slot, _) in kept.iter_mut().zip(depths).filter(|(_, &d)| d == depth) {
+                *slot = Some(hidden.clone());
+            }
+        };
+        keep(first, &hidden);
+        for (i, layer) in self.layers.iter().enumerate().take(deepest).skip(first) {
             hidden = self
                 .layer_forward(ops, i, layer, &hidden, &mask_bias)
                 .with_context(|| format!("encoder.layer.{i}"))?;
+            keep(i + 1, &hidden);
         }
-        Ok(hidden)
+        kept.into_iter()
+            .zip(depths)
+            .map(|(states, depth)| {
+                states.ok_or_else(|| {
+                    AugurError::InvalidArgument(format!(
+                        "depth {depth} lies below the first layer run ({first})"
+                    ))
+                })
+            })
+            .collect()
     }
 
     fn embed(
