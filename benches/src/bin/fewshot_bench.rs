@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use augur_core::embed::cosine;
-use augur_core::finetune::{FineTuneConfig, FitMethod, LabelledText, SeededRng, TextClassifier};
+use augur_core::finetune::{
+    FineTuneConfig, FitMethod, LabelledText, LearningRateSchedule, SeededRng, TextClassifier,
+};
 use augur_core::{Embedder, InputKind, ModelLocator};
 use augur_signals::classify::{FitSettings, HeadTraining, LogisticHeads};
 
@@ -26,6 +28,7 @@ struct Args {
     eval: usize,
     epochs: usize,
     learning_rate: f64,
+    schedule: LearningRateSchedule,
     method: FitMethod,
     targets: Vec<String>,
     top_layers: Option<usize>,
@@ -44,6 +47,7 @@ fn parse_args() -> Result<Args> {
         eval: 2000,
         epochs: 4,
         learning_rate: 5e-4,
+        schedule: LearningRateSchedule::Constant,
         method: FitMethod::Contrastive,
         targets: FineTuneConfig::default().targets,
         top_layers: None,
@@ -70,6 +74,13 @@ fn parse_args() -> Result<Args> {
             "--eval" => args.eval = value()?.parse()?,
             "--epochs" => args.epochs = value()?.parse()?,
             "--lr" => args.learning_rate = value()?.parse()?,
+            "--schedule" => {
+                args.schedule = match value()?.as_str() {
+                    "constant" => LearningRateSchedule::Constant,
+                    "linear" => LearningRateSchedule::Linear,
+                    other => bail!("--schedule {other}: expected constant or linear"),
+                }
+            }
             "--method" => {
                 args.method = match value()?.as_str() {
                     "supervised" => FitMethod::Supervised,
@@ -77,7 +88,7 @@ fn parse_args() -> Result<Args> {
                     other => bail!("--method {other}: expected supervised or contrastive"),
                 }
             }
-            other => bail!("unknown flag {other}; flags: --data DIR --model DIR --ks 8,16,64,all --seeds 3 --eval 2000 --epochs 4 --lr 5e-4 --method contrastive|supervised --targets query,value --top-layers N --rank 8 --validation"),
+            other => bail!("unknown flag {other}; flags: --data DIR --model DIR --ks 8,16,64,all --seeds 3 --eval 2000 --epochs 4 --lr 5e-4 --schedule constant|linear --method contrastive|supervised --targets query,value --top-layers N --rank 8 --validation"),
         }
     }
     Ok(args)
@@ -221,6 +232,7 @@ fn main() -> Result<()> {
                 method: args.method,
                 epochs: args.epochs,
                 learning_rate: args.learning_rate,
+                schedule: args.schedule,
                 seed,
                 targets: args.targets.clone(),
                 layers_to_transform: args

@@ -5,7 +5,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use augur_core::finetune::{FineTuneConfig, FitMethod, LabelledText, SeededRng, TextClassifier};
+use augur_core::finetune::{
+    FineTuneConfig, FitMethod, LabelledText, LearningRateSchedule, SeededRng, TextClassifier,
+};
 use augur_core::Embedder;
 
 use crate::commands::ModelArgs;
@@ -50,6 +52,9 @@ pub struct FitArgs {
     /// AdamW learning rate.
     #[arg(long, default_value_t = 2e-3)]
     pub learning_rate: f64,
+    /// constant: the same rate throughout; linear: down to 0 at the last step.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
+    pub schedule: ScheduleArg,
     /// Examples per step.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
@@ -67,6 +72,15 @@ pub struct FitArgs {
     pub method: MethodArg,
     #[command(flatten)]
     pub model: ModelArgs,
+}
+
+/// `--schedule`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum ScheduleArg {
+    /// The same learning rate at every step.
+    Constant,
+    /// Linear decay to 0 over the run.
+    Linear,
 }
 
 /// `--method`.
@@ -161,6 +175,10 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
         targets: args.targets.clone(),
         layers_to_transform: args.top_layers.map(|n| (layers - n..layers).collect()),
         learning_rate: args.learning_rate,
+        schedule: match args.schedule {
+            ScheduleArg::Constant => LearningRateSchedule::Constant,
+            ScheduleArg::Linear => LearningRateSchedule::Linear,
+        },
         epochs: args.epochs,
         batch_size: args.batch_size,
         seed: args.seed,

@@ -29,6 +29,28 @@ pub enum FitMethod {
     Contrastive,
 }
 
+/// How the learning rate moves over a run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LearningRateSchedule {
+    /// The same rate at every step.
+    #[default]
+    Constant,
+    /// From the configured rate down to 0 at the last step, linearly (the Hugging Face
+    /// trainer's default): later epochs refine instead of overshooting.
+    Linear,
+}
+
+impl LearningRateSchedule {
+    /// The rate at `progress` (0 at the first step, 1 after the last) of a run at `rate`.
+    pub fn rate_at(self, rate: f64, progress: f64) -> f64 {
+        match self {
+            Self::Constant => rate,
+            Self::Linear => rate * (1.0 - progress.clamp(0.0, 1.0)),
+        }
+    }
+}
+
 /// Settings of a fine-tuning run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FineTuneConfig {
@@ -51,6 +73,9 @@ pub struct FineTuneConfig {
     pub layers_to_transform: Option<Vec<usize>>,
     /// AdamW learning rate.
     pub learning_rate: f64,
+    /// How the learning rate moves over the run.
+    #[serde(default)]
+    pub schedule: LearningRateSchedule,
     /// AdamW weight decay.
     pub weight_decay: f64,
     /// Passes over the training examples (the best epoch on the held-out split is kept).
@@ -73,6 +98,7 @@ impl Default for FineTuneConfig {
             targets: vec!["query".into(), "value".into()],
             layers_to_transform: None,
             learning_rate: 2e-3,
+            schedule: LearningRateSchedule::Constant,
             weight_decay: 0.01,
             epochs: 8,
             batch_size: 16,
@@ -563,7 +589,14 @@ impl TextClassifier {
                 )
             })
             .collect();
-        for epoch in 1..=config.epochs.max(1) {
+        let epochs = config.epochs.max(1);
+        // The rate of step `step` (0-based) of `steps` in `epoch` (1-based), per the schedule.
+        let rate = |epoch: usize, step: usize, steps: usize| {
+            let progress =
+                (epoch - 1) as f64 / epochs as f64 + step as f64 / (steps.max(1) * epochs) as f64;
+            config.schedule.rate_at(config.learning_rate, progress)
+        };
+        for epoch in 1..=epochs {
             rng.shuffle(&mut order);
             let mut loss_sum = 0.0;
             if config.method == FitMethod::Contrastive {
@@ -624,6 +657,7 @@ impl TextClassifier {
                         .and_then(|d| d.sqr())
                         .and_then(|d| d.mean_all())
                         .context("loss")?;
+                    optimizer.set_learning_rate(rate(epoch, step, steps));
                     optimizer.backward_step(&loss).context("backward")?;
                     let value = f64::from(loss.to_scalar::<f32>().context("loss")?);
                     loss_sum += value / steps as f64;
@@ -669,6 +703,7 @@ impl TextClassifier {
                     let y = Tensor::from_vec(y, batch.len(), &device).context("targets")?;
                     candle_nn::loss::cross_entropy(&logits, &y).context("loss")?
                 };
+                optimizer.set_learning_rate(rate(epoch, step, supervised_steps));
                 optimizer.backward_step(&loss).context("backward")?;
                 let value = f64::from(loss.to_scalar::<f32>().context("loss")?);
                 loss_sum += value / supervised_steps as f64;
@@ -962,4 +997,18 @@ fn truncate(mut windows: Vec<TokenWindow>, max_tokens: usize) -> Vec<u32> {
         ids.push(last);
     }
     ids
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn linear_schedule_falls_from_the_rate_to_zero() {
+        let linear = LearningRateSchedule::Linear;
+        assert_eq!(linear.rate_at(1e-3, 0.0), 1e-3);
+        assert!((linear.rate_at(1e-3, 0.75) - 2.5e-4).abs() < 1e-12);
+        assert_eq!(linear.rate_at(1e-3, 1.0), 0.0);
+        assert_eq!(LearningRateSchedule::Constant.rate_at(1e-3, 0.9), 1e-3);
+    }
 }

@@ -3,7 +3,7 @@
 
 mod support;
 
-use augur_core::finetune::{FineTuneConfig, LabelledText, TextClassifier};
+use augur_core::finetune::{FineTuneConfig, LabelledText, LearningRateSchedule, TextClassifier};
 use augur_core::{Embedder, ModelLocator};
 use support::real_model_dir;
 
@@ -174,5 +174,42 @@ fn adapting_a_layer_the_model_lacks_is_refused() {
     assert!(
         err.contains("cannot adapt layer 6") && err.contains("0..=5"),
         "{err}"
+    );
+}
+
+#[test]
+fn a_linear_schedule_changes_the_steps_and_is_reported() {
+    let base = minilm();
+    let train = examples();
+    let fit = |schedule| {
+        let config = FineTuneConfig {
+            epochs: 2,
+            batch_size: 4,
+            learning_rate: 5e-3,
+            max_tokens: 32,
+            seed: 7,
+            layers_to_transform: Some(vec![5]),
+            schedule,
+            ..FineTuneConfig::default()
+        };
+        let (_, adapter, report) =
+            TextClassifier::fit(&base, &train, &[], &config, |_| {}).unwrap();
+        let b: Vec<f32> = adapter
+            .pairs
+            .values()
+            .flat_map(|p| p.b.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect();
+        (b, report)
+    };
+    let (constant, _) = fit(LearningRateSchedule::Constant);
+    let (linear, report) = fit(LearningRateSchedule::Linear);
+    assert_eq!(report.config.schedule, LearningRateSchedule::Linear);
+    assert_ne!(constant, linear, "the schedule must reach the optimiser");
+    let moved = |b: &[f32]| b.iter().map(|x| x.abs()).sum::<f32>();
+    assert!(
+        moved(&linear) < moved(&constant),
+        "decayed steps move B less: {} vs {}",
+        moved(&linear),
+        moved(&constant)
     );
 }

@@ -3,12 +3,16 @@
 //! and writes it where `augur extract --adapter DIR` reads it.
 //!
 //! cargo run -p augur-signals --example fit_signal_adapter -- OUT_DIR [--top-layers 4]
-//!     [--epochs 6] [--lr 1e-3] [--targets query,value] [--seed 42]
+//!     [--epochs 6] [--lr 1e-3] [--targets query,value] [--seed 42] [--fold 0|1]
+//!
+//! `--fold K` trains on fold K of the train half only (every other note, as
+//! `examples/tune_signals.rs` splits it), for cross-validating the adapter there.
 
 use std::path::PathBuf;
 
 use augur_core::finetune::{FineTuneConfig, SeededRng, TextClassifier};
 use augur_core::{Embedder, ModelLocator};
+use augur_signals::eval::{load_gold, GoldNote};
 use augur_signals::extract::pack_examples;
 use augur_signals::{ClauseSegmenter, SignalPack};
 
@@ -26,6 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ..FineTuneConfig::default()
     };
     let mut top_layers = 4usize;
+    let mut fold: Option<usize> = None;
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
@@ -36,10 +41,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--lr" => config.learning_rate = value.parse()?,
             "--targets" => config.targets = value.split(',').map(str::to_string).collect(),
             "--seed" => config.seed = value.parse()?,
+            "--fold" => fold = Some(value.parse()?),
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
-    let pack = SignalPack::builtin();
+    let mut pack = SignalPack::builtin();
+    if let Some(fold) = fold {
+        pack.labelled_notes = train_fold(&root, fold)?;
+    }
     let mut examples = pack_examples(&pack, &ClauseSegmenter::default());
     SeededRng::new(config.seed).shuffle(&mut examples);
     let base = Embedder::builder(
@@ -78,4 +87,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     eprintln!("wrote {} in {:.0}s", out.display(), report.seconds);
     Ok(())
+}
+
+/// Fold `fold` (0 or 1) of the train half of the annotated corpus, split as `tune_signals` splits it.
+fn train_fold(
+    root: &std::path::Path,
+    fold: usize,
+) -> Result<Vec<GoldNote>, Box<dyn std::error::Error>> {
+    let mut train = Vec::new();
+    for file in ["gold_zh.jsonl", "gold_en.jsonl"] {
+        train.extend(
+            load_gold(&root.join("fixtures/signals").join(file))?
+                .into_iter()
+                .filter(|n| n.split == "train"),
+        );
+    }
+    Ok(train.into_iter().skip(fold).step_by(2).collect())
 }

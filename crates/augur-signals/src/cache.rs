@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::classify::LogisticHeads;
 
 /// Bump when the file layout or the training procedure changes.
-const CACHE_FORMAT: u32 = 1;
+const CACHE_FORMAT: u32 = 2;
 
 /// The default cache folder: `$AUGUR_CACHE_DIR`, else `~/.cache/augur`.
 pub fn default_cache_dir() -> Option<PathBuf> {
