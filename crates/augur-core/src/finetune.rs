@@ -36,8 +36,8 @@ pub enum LearningRateSchedule {
     /// The same rate at every step.
     #[default]
     Constant,
-    /// From the configured rate down to 0 at the last step, linearly (the Hugging Face
-    /// trainer's default): later epochs refine instead of overshooting.
+    /// From the configured rate linearly towards 0, reached after the last step (the Hugging
+    /// Face trainer's default): later epochs refine instead of overshooting.
     Linear,
 }
 

@@ -325,6 +325,37 @@ fn embeddings_at_several_depths_come_from_one_pass() {
             "the middle layer is not the last"
         );
     }
+    // Asked alone, the middle layer gives the same vectors; and they are the padded forward's
+    // states at that depth, mean-pooled and normalised by hand.
+    let alone = model
+        .embed_at_depths(&texts, InputKind::Query, &[layers / 2])
+        .unwrap();
+    assert_eq!(alone[0], at[1]);
+    let windows = model.windows(&texts, InputKind::Query).unwrap();
+    for (window, middle) in windows.iter().zip(&at[1]) {
+        let ids = &window[0].ids;
+        let n = ids.len();
+        let ids_t = Tensor::from_vec(ids.clone(), (1, n), &Device::Cpu).unwrap();
+        let mask_t = Tensor::from_vec(vec![1u32; n], (1, n), &Device::Cpu).unwrap();
+        let states: Vec<Vec<f32>> = model
+            .encoder()
+            .forward_to_depths(&ids_t, &mask_t, &[layers / 2])
+            .unwrap()[0]
+            .squeeze(0)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let mut mean: Vec<f32> = (0..states[0].len())
+            .map(|d| states.iter().map(|t| t[d]).sum::<f32>() / n as f32)
+            .collect();
+        augur_core::embed::l2_normalize(&mut mean);
+        let diff = mean
+            .iter()
+            .zip(middle)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(diff < 1e-4, "middle layer vs padded forward: {diff}");
+    }
     let err = model
         .embed_at_depths(&texts, InputKind::Query, &[layers + 1])
         .unwrap_err()

@@ -41,7 +41,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--lr" => config.learning_rate = value.parse()?,
             "--targets" => config.targets = value.split(',').map(str::to_string).collect(),
             "--seed" => config.seed = value.parse()?,
-            "--fold" => fold = Some(value.parse()?),
+            "--fold" => {
+                fold = Some(match value.as_str() {
+                    "0" => 0,
+                    "1" => 1,
+                    other => return Err(format!("--fold {other}: expected 0 or 1").into()),
+                })
+            }
             other => return Err(format!("unknown flag {other}").into()),
         }
     }

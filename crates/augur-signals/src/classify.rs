@@ -1,6 +1,7 @@
 //! Few-shot classification of clause embeddings: one logistic head per signal (and two for
 //! sentiment), trained at load time on the pack's examples, with its hard negatives weighted up.
-//! Outputs are probabilities; features are standardised embeddings.
+//! Outputs are probabilities. Dense features (embeddings) are standardised, then weighted;
+//! sparse lexical features are used as they are.
 
 use candle_core::{DType, Device, Tensor};
 
@@ -38,7 +39,8 @@ pub struct FitSettings {
     pub l2: f32,
     /// Gradient steps (full batch, Adam).
     pub steps: usize,
-    /// Adam learning rate at the first step; it decays linearly to 0 at the last.
+    /// Adam learning rate at the first step; it decays linearly towards 0, reached after the
+    /// last step.
     pub learning_rate: f32,
 }
 

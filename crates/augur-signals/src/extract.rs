@@ -224,11 +224,20 @@ impl SignalExtractorBuilder {
     /// Embeds the pack's examples and fits the heads.
     pub fn build(mut self) -> Result<SignalExtractor> {
         let layers = self.embedder.layer_count();
-        let middle = self.middle_depth.unwrap_or(Some(layers / 2));
+        // A one-layer model has no middle layer to add.
+        let middle = self
+            .middle_depth
+            .unwrap_or((layers >= 2).then_some(layers / 2));
         if let Some(depth) = middle.filter(|&d| d == 0 || d >= layers) {
             return Err(SignalError::Setting(format!(
                 "middle layer {depth} must lie between 1 and {} (the model has {layers} layers)",
                 layers - 1
+            )));
+        }
+        if self.context_weight.is_nan() || self.context_weight < 0.0 {
+            return Err(SignalError::Setting(format!(
+                "context weight {} must be 0 (no context) or positive",
+                self.context_weight
             )));
         }
         let features = ClauseFeatures {

@@ -55,6 +55,19 @@ fn the_clauses_around_a_clause_change_its_probabilities() {
 }
 
 #[test]
+fn a_negative_or_missing_context_weight_is_refused() {
+    for weight in [-0.5, f32::NAN] {
+        let err = builder()
+            .with_context_weight(weight)
+            .build()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("must be 0 (no context) or positive"), "{err}");
+    }
+}
+
+#[test]
 fn the_middle_layer_is_configurable_and_checked() {
     let last_only = builder().with_middle_layer(None).build().unwrap();
     let default = builder().build().unwrap();

@@ -318,12 +318,6 @@ impl Embedder {
         kind: InputKind,
         depths: &[usize],
     ) -> Result<Vec<Vec<Vec<f32>>>> {
-        if let Some(depth) = depths.iter().find(|&&d| d > self.layer_count()) {
-            return Err(AugurError::InvalidArgument(format!(
-                "depth {depth} asked of a model with {} layers",
-                self.layer_count()
-            )));
-        }
         let windows: Vec<TokenWindow> = self.windows(texts, kind)?.into_iter().flatten().collect();
         let dim = self.dim();
         let mut weights = vec![0f32; texts.len()];
@@ -366,12 +360,19 @@ impl Embedder {
         Ok(self.encode_windows_at(windows, &[last])?.remove(0))
     }
 
-    /// [`Embedder::encode_windows`] at each of `depths` layers: `result[d][w]`.
+    /// [`Embedder::encode_windows`] at each of `depths` layers: `result[d][w]`. A depth past
+    /// the last layer is refused.
     pub fn encode_windows_at(
         &self,
         windows: &[TokenWindow],
         depths: &[usize],
     ) -> Result<Vec<Vec<Vec<f32>>>> {
+        if let Some(depth) = depths.iter().find(|&&d| d > self.layer_count()) {
+            return Err(AugurError::InvalidArgument(format!(
+                "depth {depth} asked of a model with {} layers",
+                self.layer_count()
+            )));
+        }
         let mut order: Vec<usize> = (0..windows.len()).collect();
         order.sort_by_key(|&i| windows[i].ids.len());
         let mut out = vec![vec![Vec::new(); windows.len()]; depths.len()];

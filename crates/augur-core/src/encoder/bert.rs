@@ -277,9 +277,9 @@ impl BertEncoder {
                 self.config.max_position_embeddings
             )));
         }
-        if let Some(&deepest) = depths.iter().find(|&&d| d > self.layers.len()) {
+        if let Some(&too_deep) = depths.iter().find(|&&d| d > self.layers.len()) {
             return Err(AugurError::InvalidArgument(format!(
-                "depth {deepest} asked of an encoder with {} layers",
+                "depth {too_deep} asked of an encoder with {} layers",
                 self.layers.len()
             )));
         }
