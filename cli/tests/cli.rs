@@ -194,6 +194,21 @@ fn extract_text_prints_hits_as_json() {
 }
 
 #[test]
+fn feature_flags_out_of_range_are_refused_with_the_range() {
+    let run = augur(&["extract", "--text", "预算已批复", "--middle-layer", "12"]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("middle layer 12 must lie between 1 and 11"),
+        "{err}"
+    );
+    let run = augur(&["extract", "--text", "预算已批复", "--context-weight", "-1"]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("context weight -1 must be 0"), "{err}");
+}
+
+#[test]
 fn models_list_reports_location_config_and_hash() {
     let run = augur(&["models", "list"]);
     assert!(run.status.success());

@@ -29,6 +29,19 @@ pub struct PackArgs {
     /// only changes the embeddings (the pack's heads are refitted on them).
     #[arg(long, value_name = "DIR")]
     pub adapter: Option<PathBuf>,
+    /// Weight of a clause's context (the mean embedding of the clauses before and after it) among
+    /// its features; 0 scores every clause on its own.
+    #[arg(
+        long,
+        value_name = "W",
+        allow_negative_numbers = true,
+        default_value_t = augur_signals::extract::DEFAULT_CONTEXT_WEIGHT
+    )]
+    pub context_weight: f32,
+    /// Also read each clause after N encoder layers (default: half the model's layers; 0: the
+    /// last layer only).
+    #[arg(long, value_name = "N")]
+    pub middle_layer: Option<usize>,
 }
 
 /// What a resumed batch job must find unchanged: the flags, and the extractor's fingerprint
@@ -75,7 +88,11 @@ pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtra
     );
     let mut builder = SignalExtractor::builder(embedder.clone())
         .with_pack(signals)
-        .with_threshold(pack.threshold);
+        .with_threshold(pack.threshold)
+        .with_context_weight(pack.context_weight);
+    if let Some(depth) = pack.middle_layer {
+        builder = builder.with_middle_layer((depth > 0).then_some(depth));
+    }
     match &pack.adapter {
         None => {}
         Some(dir) if dir.join("head.safetensors").is_file() => {
