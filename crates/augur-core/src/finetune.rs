@@ -108,6 +108,62 @@ impl Default for FineTuneConfig {
     }
 }
 
+/// Training examples from which [`FineTuneConfig::recommended`] switches from contrastive to
+/// supervised training.
+pub const SUPERVISED_FROM_EXAMPLES: usize = 1000;
+
+/// Contrastive pairs of a recommended run, in all (two per example per epoch): 32 steps of 16.
+const CONTRASTIVE_PAIR_BUDGET: usize = 512;
+
+/// Every linear module of a layer, by its PEFT target name.
+pub const ALL_TARGETS: [&str; 6] = [
+    "query",
+    "key",
+    "value",
+    "attention.output.dense",
+    "intermediate.dense",
+    "output.dense",
+];
+
+/// Layers adapted by a recommended run, counted from the top.
+const RECOMMENDED_TOP_LAYERS: usize = 4;
+
+impl FineTuneConfig {
+    /// The recipe that measured best on the few-shot benchmark (Chinese review sentiment,
+    /// `benches/README.md`) for `examples` training examples on a model with `layers` layers.
+    ///
+    /// - Fewer than [`SUPERVISED_FROM_EXAMPLES`]: contrastive on `query` and `value` of the top 4
+    ///   layers, linear decay from 6e-3, and as many epochs (1 to 8) as make about 512 pairs:
+    ///   more pairs pull the embedding away from what the frozen model knew (64 examples per
+    ///   class on the validation split: 8 epochs 78.6 %, 2 epochs 81.3 %).
+    /// - From there on: supervised on all six linears of the top 4 layers, linear decay from
+    ///   2e-3, 2 epochs (the full 15k-review set: 86.2 %, against 83.6 % for a frozen head).
+    pub fn recommended(examples: usize, layers: usize) -> Self {
+        let top = RECOMMENDED_TOP_LAYERS.min(layers);
+        let base = Self {
+            layers_to_transform: Some((layers - top..layers).collect()),
+            schedule: LearningRateSchedule::Linear,
+            ..Self::default()
+        };
+        if examples >= SUPERVISED_FROM_EXAMPLES {
+            Self {
+                method: FitMethod::Supervised,
+                targets: ALL_TARGETS.iter().map(|m| m.to_string()).collect(),
+                learning_rate: 2e-3,
+                epochs: 2,
+                ..base
+            }
+        } else {
+            Self {
+                method: FitMethod::Contrastive,
+                learning_rate: 6e-3,
+                epochs: (CONTRASTIVE_PAIR_BUDGET / (2 * examples.max(1))).clamp(1, 8),
+                ..base
+            }
+        }
+    }
+}
+
 /// A deterministic generator (PCG-style LCG) for initialisation, shuffles and dropout masks.
 #[derive(Debug, Clone)]
 pub struct SeededRng(u64);
@@ -1010,5 +1066,26 @@ mod tests {
         assert!((linear.rate_at(1e-3, 0.75) - 2.5e-4).abs() < 1e-12);
         assert_eq!(linear.rate_at(1e-3, 1.0), 0.0);
         assert_eq!(LearningRateSchedule::Constant.rate_at(1e-3, 0.9), 1e-3);
+    }
+
+    #[test]
+    fn recommended_recipe_follows_the_number_of_examples() {
+        let few = FineTuneConfig::recommended(32, 12);
+        assert_eq!(few.method, FitMethod::Contrastive);
+        assert_eq!(few.epochs, 8);
+        assert_eq!(few.layers_to_transform, Some(vec![8, 9, 10, 11]));
+        assert_eq!(few.schedule, LearningRateSchedule::Linear);
+        // 128 examples make 256 pairs an epoch: two epochs reach the budget.
+        assert_eq!(FineTuneConfig::recommended(128, 12).epochs, 2);
+        assert_eq!(FineTuneConfig::recommended(999, 12).epochs, 1);
+        let many = FineTuneConfig::recommended(SUPERVISED_FROM_EXAMPLES, 12);
+        assert_eq!(many.method, FitMethod::Supervised);
+        assert_eq!(many.targets.len(), 6);
+        assert_eq!(many.epochs, 2);
+        // A model shallower than the recipe's layer count is adapted whole.
+        assert_eq!(
+            FineTuneConfig::recommended(16, 2).layers_to_transform,
+            Some(vec![0, 1])
+        );
     }
 }
