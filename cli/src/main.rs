@@ -16,31 +16,25 @@ use clap::{Parser, Subcommand};
 ///   augur extract notes.csv -o signals.parquet
 ///   augur embed notes.csv -o notes.embedded.parquet
 #[derive(Parser)]
-#[command(name = "augur", version, about, long_about)]
+#[command(name = "augur", version, about, long_about, verbatim_doc_comment)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
+// No doc comments on the variants: a variant's would replace its arguments struct's, which holds
+// the command's help (summary, details, examples) — see the regression test
+// `subcommand_help_shows_the_details_and_examples`.
 #[derive(Subcommand)]
 enum Command {
-    /// Find buying / risk signals with evidence in notes and chats (a table, or one --text).
     Extract(commands::extract::ExtractArgs),
-    /// Precision / recall / F1 of signal extraction against an annotated corpus.
     EvalSignals(commands::eval_signals::EvalSignalsArgs),
-    /// Churn-risk and lead-intent scores per account, with factors and evidence.
     Score(commands::score::ScoreArgs),
-    /// Why an account scored as it did (from an `augur score` output).
     Explain(commands::score::ExplainArgs),
-    /// Learn scorer weights from outcome labels (cross-validated AUC, calibration).
     FitScorer(commands::score::FitScorerArgs),
-    /// Score NDJSON messages from stdin as they arrive (signals, sentiment, account risk, latency).
     Watch(commands::watch::WatchArgs),
-    /// Fine-tune a LoRA adapter + classification head from labelled examples.
     Fit(commands::fit::FitArgs),
-    /// Accuracy, macro-F1 and confusion matrix of a fitted adapter.
     Eval(commands::fit::EvalArgs),
-    /// Embed the text column of a table (CSV / Parquet / NDJSON) into vectors.
     Embed(commands::embed::EmbedArgs),
     /// List, verify and import models.
     #[command(subcommand)]

@@ -532,3 +532,27 @@ fn fit_adapts_only_the_top_layers_and_extract_names_labels_that_are_no_signal() 
         "{stderr}"
     );
 }
+
+/// Regression: the subcommands' doc comments in `main.rs` replaced their arguments' help, so
+/// `--help` never showed a command's details or examples, and clap reflowed example lines into
+/// one paragraph.
+#[test]
+fn subcommand_help_shows_the_details_and_examples() {
+    let help = |args: &[&str]| String::from_utf8(augur(args).stdout).unwrap();
+    let extract = help(&["extract", "--help"]);
+    assert!(
+        extract.contains("Examples:\n  augur extract notes.csv -o signals.parquet\n"),
+        "{extract}"
+    );
+    assert!(extract.contains("rejects file"), "{extract}");
+    let fit = help(&["fit", "--help"]);
+    assert!(fit.contains("recipe that measured best"), "{fit}");
+    // The command list keeps one short line per command.
+    let top = help(&["--help"]);
+    let watch = top
+        .lines()
+        .find(|l| l.trim_start().starts_with("watch "))
+        .unwrap_or_default();
+    assert!(watch.contains("Score messages as they arrive"), "{top}");
+    assert!(watch.len() < 100, "{watch}");
+}

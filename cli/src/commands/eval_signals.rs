@@ -9,11 +9,13 @@ use clap::ValueEnum;
 use crate::commands::signals::{build_extractor, PackArgs};
 use crate::commands::ModelArgs;
 
-/// Score signal extraction against a gold corpus (JSON lines: id, text, lang, split, signals with
-/// char spans). A prediction counts as correct when it overlaps a gold span of the same signal.
+/// Precision / recall / F1 of signal extraction against an annotated corpus.
+///
+/// The corpus is JSON lines: id, text, lang, split, signals with char spans. A prediction counts as correct when it overlaps a gold span of the same signal.
 ///
 /// Example: augur eval-signals fixtures/signals/gold_zh.jsonl fixtures/signals/gold_en.jsonl
 #[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct EvalSignalsArgs {
     /// Gold files.
     #[arg(required = true)]

@@ -22,6 +22,7 @@ use crate::notes::{notes_from_table, ColumnArgs, NotesTable};
 ///   augur extract notes.csv -o signals.parquet
 ///   augur extract --text "客户确认产线升级预算已批复，当前PLC型号为西门子S7-1500" --date 2026-12-04
 #[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct ExtractArgs {
     /// Input table (.csv, .parquet, .ndjson/.jsonl). Not needed with --text.
     #[arg(required_unless_present = "text")]

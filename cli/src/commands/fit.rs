@@ -30,6 +30,7 @@ use crate::table::read_table;
 ///
 /// Example: augur fit --examples examples.csv --out adapters/sentiment
 #[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct FitArgs {
     /// Labelled examples (text,label).
     #[arg(long)]
@@ -108,6 +109,7 @@ pub enum MethodArg {
 ///
 /// Example: augur eval --examples test.csv --adapter adapters/sentiment
 #[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct EvalArgs {
     /// Labelled examples (text,label).
     #[arg(long)]

@@ -60,6 +60,7 @@ pub struct AccountInputArgs {
 ///
 /// Example: augur score notes.csv --accounts accounts.csv -o scores.ndjson --rules rules.toml --events events.ndjson
 #[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct ScoreArgs {
     #[command(flatten)]
     pub input: AccountInputArgs,
@@ -90,6 +91,7 @@ pub struct ScoreArgs {
 ///
 /// Example: augur fit-scorer notes.csv --accounts accounts.csv --labels churned -o churn_model.json
 #[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct FitScorerArgs {
     #[command(flatten)]
     pub input: AccountInputArgs,
@@ -123,6 +125,7 @@ pub enum TargetArg {
 ///
 /// Example: augur explain ACC-1001 --from scores.ndjson --lang zh
 #[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct ExplainArgs {
     /// The account id.
     pub account_id: String,

@@ -10,13 +10,16 @@ use crate::commands::signals::{build_extractor, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::parse_date;
 
-/// Score messages as they arrive: read one JSON object per line on stdin
+/// Score messages as they arrive (one JSON object per line on stdin).
+///
+/// Reads one JSON object per line on stdin
 /// (`{"id", "account_id", "text", "timestamp"}`), write one JSON result per line on stdout with the
 /// message's signals, sentiment, the account's updated churn risk and lead intent, and the latency.
 /// Account state is kept in memory. A bad line gets an `{"error": ...}` line and the stream goes on.
 ///
 /// Example: tail -f messages.ndjson | augur watch
 #[derive(clap::Args, Debug)]
+#[command(verbatim_doc_comment)]
 pub struct WatchArgs {
     #[command(flatten)]
     pub pack: PackArgs,
