@@ -3,7 +3,10 @@
 //! and writes it where `augur extract --adapter DIR` reads it.
 //!
 //! cargo run -p augur-signals --example fit_signal_adapter -- OUT_DIR [--top-layers 4]
-//!     [--epochs 6] [--lr 1e-3] [--targets query,value] [--seed 42] [--fold 0|1]
+//!     [--epochs N] [--lr R] [--targets query,value] [--seed 42] [--fold 0|1]
+//!
+//! Unset flags come from `FineTuneConfig::recommended` for the number of training texts (what
+//! `augur fit` uses), with clauses cut at 64 tokens.
 //!
 //! `--fold K` trains on fold K of the train half only (every other note, as
 //! `examples/tune_signals.rs` splits it), for cross-validating the adapter there.
@@ -23,24 +26,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.next()
             .ok_or("usage: fit_signal_adapter OUT_DIR [flags]")?,
     );
-    let mut config = FineTuneConfig {
-        epochs: 6,
-        learning_rate: 1e-3,
-        max_tokens: 64,
-        ..FineTuneConfig::default()
-    };
-    let mut top_layers = 4usize;
+    let mut top_layers: Option<usize> = None;
+    let mut epochs: Option<usize> = None;
+    let mut learning_rate: Option<f64> = None;
+    let mut targets: Option<Vec<String>> = None;
+    let mut seed = FineTuneConfig::default().seed;
     let mut fold: Option<usize> = None;
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
-            "--top-layers" => {
-                top_layers = value.parse()?;
-            }
-            "--epochs" => config.epochs = value.parse()?,
-            "--lr" => config.learning_rate = value.parse()?,
-            "--targets" => config.targets = value.split(',').map(str::to_string).collect(),
-            "--seed" => config.seed = value.parse()?,
+            "--top-layers" => top_layers = Some(value.parse()?),
+            "--epochs" => epochs = Some(value.parse()?),
+            "--lr" => learning_rate = Some(value.parse()?),
+            "--targets" => targets = Some(value.split(',').map(str::to_string).collect()),
+            "--seed" => seed = value.parse()?,
             "--fold" => {
                 fold = Some(match value.as_str() {
                     "0" => 0,
@@ -56,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         pack.labelled_notes = train_fold(&root, fold)?;
     }
     let mut examples = pack_examples(&pack, &ClauseSegmenter::default());
-    SeededRng::new(config.seed).shuffle(&mut examples);
+    SeededRng::new(seed).shuffle(&mut examples);
     let base = Embedder::builder(
         root.join("models/multilingual-e5-small")
             .display()
@@ -65,12 +64,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .with_locator(ModelLocator::empty())
     .build()?;
     let layers = base.encoder().config().num_hidden_layers;
-    config.layers_to_transform = Some((layers - top_layers.clamp(1, layers)..layers).collect());
+    let recipe = FineTuneConfig::recommended(examples.len(), layers);
+    let config = FineTuneConfig {
+        epochs: epochs.unwrap_or(recipe.epochs),
+        learning_rate: learning_rate.unwrap_or(recipe.learning_rate),
+        targets: targets.unwrap_or(recipe.targets),
+        layers_to_transform: match top_layers {
+            Some(n) => Some((layers - n.clamp(1, layers)..layers).collect()),
+            None => recipe.layers_to_transform,
+        },
+        max_tokens: 64,
+        seed,
+        ..recipe
+    };
     let labelled = examples.iter().filter(|e| !e.labels.is_empty()).count();
     eprintln!(
-        "{} training texts ({labelled} with a signal), {} signals",
+        "{} training texts ({labelled} with a signal), {} signals; {:?}, {} epochs, lr {}",
         examples.len(),
-        pack.signals.len()
+        pack.signals.len(),
+        config.method,
+        config.epochs,
+        config.learning_rate
     );
     let started = std::time::Instant::now();
     let (classifier, adapter, report) = TextClassifier::fit(&base, &examples, &[], &config, |p| {

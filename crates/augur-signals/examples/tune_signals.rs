@@ -1,10 +1,14 @@
 //! Chooses the extractor's settings without touching the test half: 2-fold cross-validation on
 //! the TRAIN half of the annotated corpus (train on the pack + one fold, score the other).
 //!
-//! cargo run -p augur-signals --example tune_signals -- [GOLD...]
+//! cargo run -p augur-signals --example tune_signals -- [--adapters DIR0,DIR1] [GOLD...]
+//!
+//! `--adapters` embeds each held-out fold with the LoRA adapter fitted on the other fold
+//! (`fit_signal_adapter --fold K` writes the one for fold K): DIR0 scores fold 1, DIR1 fold 0.
 
 use std::path::PathBuf;
 
+use augur_core::encoder::LoraAdapter;
 use augur_core::{Embedder, ModelLocator};
 use augur_signals::classify::FitSettings;
 use augur_signals::eval::{evaluate, load_gold, GoldNote};
@@ -12,7 +16,24 @@ use augur_signals::{NoteSignals, SignalExtractor, SignalPack};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut files: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let adapters: Option<Vec<PathBuf>> = match args.iter().position(|a| a == "--adapters") {
+        Some(at) => {
+            let dirs: Vec<PathBuf> = args
+                .get(at + 1)
+                .ok_or("--adapters needs DIR0,DIR1")?
+                .split(',')
+                .map(PathBuf::from)
+                .collect();
+            if dirs.len() != 2 {
+                return Err("--adapters needs two folders, DIR0,DIR1".into());
+            }
+            args.drain(at..at + 2);
+            Some(dirs)
+        }
+        None => None,
+    };
+    let mut files: Vec<PathBuf> = args.into_iter().map(PathBuf::from).collect();
     if files.is_empty() {
         files = vec![
             root.join("fixtures/signals/gold_zh.jsonl"),
@@ -37,9 +58,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for held in 0..2 {
             let mut pack = SignalPack::builtin();
             pack.labelled_notes = folds[1 - held].clone();
-            let embedder = Embedder::builder(model.clone())
+            let mut embedder = Embedder::builder(model.clone())
                 .with_locator(ModelLocator::empty())
                 .build()?;
+            if let Some(dirs) = &adapters {
+                let adapter = LoraAdapter::load(&dirs[1 - held], embedder.encoder().device())?;
+                embedder = embedder.with_adapter(&adapter)?;
+            }
             let extractor = SignalExtractor::builder(embedder)
                 .with_pack(pack)
                 .with_threshold(0.3)
