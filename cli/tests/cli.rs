@@ -252,9 +252,18 @@ fn fit_writes_a_peft_adapter_and_eval_scores_it() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("adapter");
     let model = minilm_dir();
+    // Supervised on every layer at a constant rate: the path the default recipe no longer takes.
     let run = fit_minilm(
         &out,
         &[
+            "--method",
+            "supervised",
+            "--schedule",
+            "constant",
+            "--top-layers",
+            "6",
+            "--targets",
+            "query,value",
             "--epochs",
             "4",
             "--batch-size",
@@ -473,6 +482,28 @@ fn fit_uses_the_benchmarked_recipe_unless_flags_override_it() {
     assert_eq!(recipe["epochs"], 8);
     assert_eq!(recipe["learning_rate"], 6e-3);
     assert_eq!(recipe["targets"], serde_json::json!(["query", "value"]));
+    // `|` alone is no label: the row is refused by number, not trained on.
+    let tmp_examples = tmp.path().join("bad.csv");
+    std::fs::write(
+        &tmp_examples,
+        "text,label\nbudget approved,buying\nno label here,|\n",
+    )
+    .unwrap();
+    let bad = augur(&[
+        "fit",
+        "--examples",
+        tmp_examples.to_str().unwrap(),
+        "--out",
+        tmp.path().join("bad").to_str().unwrap(),
+        "--model",
+        &minilm_dir(),
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("data row 2 has no text or no label"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
     let chosen = fitted_config(
         &tmp.path().join("chosen"),
         &[
@@ -487,6 +518,8 @@ fn fit_uses_the_benchmarked_recipe_unless_flags_override_it() {
         ],
     );
     assert_eq!(chosen["method"], "supervised");
+    // --method brings its own recipe: supervised's rate, not contrastive's.
+    assert_eq!(chosen["learning_rate"], 2e-3);
     assert_eq!(chosen["epochs"], 1);
     assert_eq!(chosen["schedule"], "constant");
     assert_eq!(chosen["targets"], serde_json::json!(["value"]));
@@ -549,10 +582,14 @@ fn subcommand_help_shows_the_details_and_examples() {
     assert!(fit.contains("recipe that measured best"), "{fit}");
     // The command list keeps one short line per command.
     let top = help(&["--help"]);
-    let watch = top
-        .lines()
-        .find(|l| l.trim_start().starts_with("watch "))
-        .unwrap_or_default();
-    assert!(watch.contains("Score messages as they arrive"), "{top}");
-    assert!(watch.len() < 100, "{watch}");
+    let lines: Vec<&str> = top.lines().map(str::trim_start).collect();
+    let watch = lines
+        .iter()
+        .position(|l| l.starts_with("watch "))
+        .expect("watch listed");
+    assert!(
+        lines[watch].contains("Score messages as they arrive"),
+        "{top}"
+    );
+    assert!(lines[watch + 1].starts_with("fit "), "{top}");
 }

@@ -7,8 +7,8 @@
 //! cargo run -p augur-benches --bin fewshot_bench -- [--ks 8,16,64,all] [--seeds 3] [--eval 2000] [--epochs 4]
 //!     [--method supervised|contrastive] [--targets query,value] [--top-layers N] [--rank 8]
 //!     [--max-tokens 96]   # tokens per review in LoRA training and prediction
-//!     [--recommended]     # `augur fit`'s default recipe, FineTuneConfig::recommended: replaces
-//!                         # --method --epochs --lr --schedule --targets --top-layers --rank --max-tokens
+//!     [--recommended]     # `augur fit`'s default recipe, FineTuneConfig::recommended (refused
+//!                         # with --method --epochs --lr --schedule --targets --top-layers --rank --max-tokens)
 //!     [--validation]   # score on reviews cut from the training pool: for choosing settings
 
 use std::collections::BTreeSet;
@@ -62,7 +62,11 @@ fn parse_args() -> Result<Args> {
         validation: false,
     };
     let mut it = std::env::args().skip(1);
+    let mut recipe_flags = Vec::new();
     while let Some(flag) = it.next() {
+        if RECIPE_FLAGS.contains(&flag.as_str()) {
+            recipe_flags.push(flag.clone());
+        }
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--data" => args.data = value()?.into(),
@@ -100,8 +104,26 @@ fn parse_args() -> Result<Args> {
             other => bail!("unknown flag {other}; flags: --data DIR --model DIR --ks 8,16,64,all --seeds 3 --eval 2000 --epochs 4 --lr 5e-4 --schedule constant|linear --method contrastive|supervised --targets query,value --top-layers N --rank 8 --max-tokens 96 --recommended --validation"),
         }
     }
+    if args.recommended && !recipe_flags.is_empty() {
+        bail!(
+            "--recommended sets the training itself; drop {}",
+            recipe_flags.join(", ")
+        );
+    }
     Ok(args)
 }
+
+/// Flags that `--recommended` replaces.
+const RECIPE_FLAGS: [&str; 8] = [
+    "--method",
+    "--epochs",
+    "--lr",
+    "--schedule",
+    "--targets",
+    "--top-layers",
+    "--rank",
+    "--max-tokens",
+];
 
 fn read_unique(path: &PathBuf) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
@@ -240,7 +262,7 @@ fn main() -> Result<()> {
             let config = if args.recommended {
                 FineTuneConfig {
                     seed,
-                    ..FineTuneConfig::recommended(labelled.len(), layers)
+                    ..FineTuneConfig::recommended(&labelled, layers)
                 }
             } else {
                 FineTuneConfig {

@@ -15,10 +15,10 @@ use crate::table::{string_column, Format};
 
 /// Embed every row's text into a vector.
 ///
-/// All input columns are kept; an `embedding` column is added (a list of
-/// floats in Parquet / NDJSON, a JSON array string in CSV). Rows without text, or whose text is
-/// not valid UTF-8, get a null embedding and are listed in the summary. The input is read and written in chunks, with a
-/// checkpoint after each: memory does not grow with the input, and `--resume` continues a
+/// All input columns are kept; an `embedding` column is added (a list of floats in Parquet /
+/// NDJSON, a JSON array string in CSV). Rows without text, or whose text is not valid UTF-8, get
+/// a null embedding and are listed in the summary. The input is read and written in chunks, with
+/// a checkpoint after each: memory does not grow with the input, and `--resume` continues a
 /// killed run.
 ///
 /// Example: augur embed fixtures/notes/sample_notes.csv -o /tmp/notes.parquet

@@ -11,7 +11,8 @@ use crate::commands::ModelArgs;
 
 /// Precision / recall / F1 of signal extraction against an annotated corpus.
 ///
-/// The corpus is JSON lines: id, text, lang, split, signals with char spans. A prediction counts as correct when it overlaps a gold span of the same signal.
+/// The corpus is JSON lines: id, text, lang, split, signals with char spans. A prediction
+/// counts as correct when it overlaps a gold span of the same signal.
 ///
 /// Example: augur eval-signals fixtures/signals/gold_zh.jsonl fixtures/signals/gold_en.jsonl
 #[derive(clap::Args, Debug)]

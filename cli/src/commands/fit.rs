@@ -22,11 +22,12 @@ use crate::table::read_table;
 /// head (head.safetensors), labels.json and report.json into --out.
 ///
 /// Without --method / --targets / --top-layers / --epochs / --learning-rate / --schedule, the
-/// recipe that measured best on the few-shot benchmark (benches/README.md) for this many examples
-/// is used: under 1000 training examples, contrastive pairs on query + value of the top 4 layers,
-/// linear decay from 6e-3, about 512 pairs in all (8 epochs for 32 examples, 2 for 128); from
-/// 1000 on, supervised on all six linears of the top 4 layers, linear decay from 2e-3, 2 epochs.
-/// Each flag given overrides its part of the recipe; report.json records what ran.
+/// recipe that measured best on the few-shot benchmark (benches/README.md) is used. Under 1000
+/// training examples (after the hold-out), each with one label: contrastive pairs on query +
+/// value of the top 4 layers, linear decay from 6e-3, the epochs (1 to 8) nearest to 512 pairs
+/// in all (8 for 32 examples, 2 for 128). Otherwise: supervised on all six linears of the top 4
+/// layers, linear decay from 2e-3, 2 epochs (10 under 1000 examples). --method picks that
+/// method's recipe; each other flag given overrides its part. report.json records what ran.
 ///
 /// Example: augur fit --examples examples.csv --out adapters/sentiment
 #[derive(clap::Args, Debug)]
@@ -53,7 +54,7 @@ pub struct FitArgs {
     pub targets: Option<Vec<String>>,
     /// Adapt only the top N layers (PEFT's layers_to_transform); the model's layer count adapts
     /// all. The frozen layers below run once per example instead of in every step, so training
-    /// is several times faster [default: 4].
+    /// is several times faster [default: 4, or every layer of a shallower model].
     #[arg(long, value_name = "N")]
     pub top_layers: Option<usize>,
     /// Passes over the examples [default: from the recipe].
@@ -77,10 +78,10 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// supervised: LoRA + head on cross-entropy; contrastive: SetFit-style pairs, then a
-    /// prototype head [default: contrastive under 1000 training examples, supervised from
-    /// there]. On Chinese review sentiment (benches/README.md, validation split, 3 seeds)
-    /// contrastive beat supervised at 16 and 64 examples per class (80.3 % / 81.3 % against
-    /// 76.6 % / 77.1 %).
+    /// prototype head [default: contrastive under 1000 single-label training examples,
+    /// supervised otherwise]. On Chinese review sentiment (benches/README.md, validation split,
+    /// 3 seeds) contrastive beat supervised at 16 and 64 examples per class (80.3 % / 81.3 %
+    /// against 76.6 % / 77.1 %); at 500 per class they tied (83.5 %, 2 seeds).
     #[arg(long, value_enum)]
     pub method: Option<MethodArg>,
     #[command(flatten)]
@@ -124,7 +125,8 @@ pub struct EvalArgs {
     pub model: ModelArgs,
 }
 
-/// Reads `text,label` rows; labels split on `|`. Rows without text or label are refused by number.
+/// Reads `text,label` rows; labels split on `|`. Rows without text or label (`|` alone included)
+/// are refused by number.
 fn read_examples(path: &Path) -> Result<Vec<LabelledText>> {
     let df = read_table(path)?;
     let texts = optional_strings(&df, "text")?
@@ -134,15 +136,18 @@ fn read_examples(path: &Path) -> Result<Vec<LabelledText>> {
     let mut out = Vec::new();
     for (row, (text, label)) in texts.into_iter().zip(labels).enumerate() {
         match (text, label) {
-            (Some(text), Some(label)) if !text.trim().is_empty() && !label.trim().is_empty() => out
-                .push(LabelledText {
+            (Some(text), Some(label))
+                if !text.trim().is_empty() && label.split('|').any(|l| !l.trim().is_empty()) =>
+            {
+                out.push(LabelledText {
                     text,
                     labels: label
                         .split('|')
                         .map(|l| l.trim().to_string())
                         .filter(|l| !l.is_empty())
                         .collect(),
-                }),
+                })
+            }
             _ => bail!(
                 "{}: data row {} has no text or no label; every example needs both",
                 path.display(),
@@ -178,19 +183,22 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
             args.top_layers.unwrap_or(0)
         );
     }
-    let recipe = FineTuneConfig::recommended(examples.len(), layers);
+    // Given a method, its own recipe; otherwise the one the examples call for.
+    let method = args.method.map(|m| match m {
+        MethodArg::Supervised => FitMethod::Supervised,
+        MethodArg::Contrastive => FitMethod::Contrastive,
+    });
+    let recipe = match method {
+        Some(method) => FineTuneConfig::recipe(method, examples.len(), layers),
+        None => FineTuneConfig::recommended(&examples, layers),
+    };
     let config = FineTuneConfig {
-        method: match args.method {
-            Some(MethodArg::Supervised) => FitMethod::Supervised,
-            Some(MethodArg::Contrastive) => FitMethod::Contrastive,
-            None => recipe.method,
-        },
         r: args.rank,
         alpha: args.alpha,
         dropout: args.dropout,
         targets: args.targets.clone().unwrap_or(recipe.targets),
         layers_to_transform: match args.top_layers {
-            Some(n) => Some((layers - n..layers).collect()),
+            Some(n) => Some(FineTuneConfig::top_layers(n, layers)),
             None => recipe.layers_to_transform,
         },
         learning_rate: args.learning_rate.unwrap_or(recipe.learning_rate),

@@ -12,10 +12,10 @@ use crate::notes::parse_date;
 
 /// Score messages as they arrive (one JSON object per line on stdin).
 ///
-/// Reads one JSON object per line on stdin
-/// (`{"id", "account_id", "text", "timestamp"}`), write one JSON result per line on stdout with the
-/// message's signals, sentiment, the account's updated churn risk and lead intent, and the latency.
-/// Account state is kept in memory. A bad line gets an `{"error": ...}` line and the stream goes on.
+/// Each input line is `{"id", "account_id", "text", "timestamp"}`. Each output line (stdout)
+/// holds the message's signals, sentiment, the account's updated churn risk and lead intent, and
+/// the latency. Account state is kept in memory. A bad line gets an `{"error": ...}` line and
+/// the stream goes on.
 ///
 /// Example: tail -f messages.ndjson | augur watch
 #[derive(clap::Args, Debug)]

@@ -130,37 +130,62 @@ const RECOMMENDED_TOP_LAYERS: usize = 4;
 
 impl FineTuneConfig {
     /// The recipe that measured best on the few-shot benchmark (Chinese review sentiment,
-    /// `benches/README.md`) for `examples` training examples on a model with `layers` layers.
+    /// `benches/README.md`) for these training examples on a model with `layers` layers:
+    /// contrastive under [`SUPERVISED_FROM_EXAMPLES`] examples when every example has exactly one
+    /// label (the only case measured), supervised otherwise. See [`FineTuneConfig::recipe`].
+    pub fn recommended(train: &[LabelledText], layers: usize) -> Self {
+        let single_label = train.iter().all(|e| e.labels.len() == 1);
+        let method = if single_label && train.len() < SUPERVISED_FROM_EXAMPLES {
+            FitMethod::Contrastive
+        } else {
+            FitMethod::Supervised
+        };
+        Self::recipe(method, train.len(), layers)
+    }
+
+    /// The benchmark's settings for `method` with `examples` training examples; both adapt the
+    /// top 4 layers with a linear decay.
     ///
-    /// - Fewer than [`SUPERVISED_FROM_EXAMPLES`]: contrastive on `query` and `value` of the top 4
-    ///   layers, linear decay from 6e-3, and as many epochs (1 to 8) as make about 512 pairs:
-    ///   more pairs pull the embedding away from what the frozen model knew (64 examples per
-    ///   class on the validation split: 8 epochs 78.6 %, 2 epochs 81.3 %).
-    /// - From there on: supervised on all six linears of the top 4 layers, linear decay from
-    ///   2e-3, 2 epochs (the full 15k-review set: 86.2 %, against 83.6 % for a frozen head).
-    pub fn recommended(examples: usize, layers: usize) -> Self {
-        let top = RECOMMENDED_TOP_LAYERS.min(layers);
+    /// - Contrastive: `query` and `value`, from 6e-3, the epochs (1 to 8) nearest to 512 pairs in
+    ///   all: more pairs pull the embedding away from what the frozen model knew (64 examples
+    ///   per class on the validation split: 8 epochs 78.6 %, 2 epochs 81.3 %).
+    /// - Supervised: all six linears, from 2e-3; 2 epochs from [`SUPERVISED_FROM_EXAMPLES`] on
+    ///   (the full 15k-review set: 86.2 %, against 83.6 % for a frozen head), 10 below.
+    pub fn recipe(method: FitMethod, examples: usize, layers: usize) -> Self {
         let base = Self {
-            layers_to_transform: Some((layers - top..layers).collect()),
+            method,
+            layers_to_transform: Some(Self::top_layers(RECOMMENDED_TOP_LAYERS, layers)),
             schedule: LearningRateSchedule::Linear,
             ..Self::default()
         };
-        if examples >= SUPERVISED_FROM_EXAMPLES {
-            Self {
-                method: FitMethod::Supervised,
+        match method {
+            FitMethod::Contrastive => {
+                let pairs_per_epoch = 2 * examples.max(1);
+                Self {
+                    targets: vec!["query".into(), "value".into()],
+                    learning_rate: 6e-3,
+                    epochs: ((CONTRASTIVE_PAIR_BUDGET + pairs_per_epoch / 2) / pairs_per_epoch)
+                        .clamp(1, 8),
+                    ..base
+                }
+            }
+            FitMethod::Supervised => Self {
                 targets: ALL_TARGETS.iter().map(|m| m.to_string()).collect(),
                 learning_rate: 2e-3,
-                epochs: 2,
+                epochs: if examples >= SUPERVISED_FROM_EXAMPLES {
+                    2
+                } else {
+                    10
+                },
                 ..base
-            }
-        } else {
-            Self {
-                method: FitMethod::Contrastive,
-                learning_rate: 6e-3,
-                epochs: (CONTRASTIVE_PAIR_BUDGET / (2 * examples.max(1))).clamp(1, 8),
-                ..base
-            }
+            },
         }
+    }
+
+    /// The indices of the top `n` of `layers` layers (all of them when `n` is larger), for
+    /// [`FineTuneConfig::layers_to_transform`].
+    pub fn top_layers(n: usize, layers: usize) -> Vec<usize> {
+        (layers - n.min(layers)..layers).collect()
     }
 }
 
@@ -237,7 +262,10 @@ impl TrainableLora {
         for target in &config.targets {
             let suffix = module_suffix(target);
             if !EncoderLayer::LINEAR_MODULES.contains(&suffix.as_str()) {
-                return Err(AugurError::InvalidArgument(format!("unknown LoRA target `{target}`; expected query, key, value, attention.output.dense, intermediate.dense or output.dense")));
+                return Err(AugurError::InvalidArgument(format!(
+                    "unknown LoRA target `{target}`; expected one of {}",
+                    ALL_TARGETS.join(", ")
+                )));
             }
             for (i, layer) in encoder
                 .layers()
@@ -634,17 +662,11 @@ impl TextClassifier {
         };
         let mut best: Option<(f64, TextClassifier, LoraAdapter)> = None;
         let mut order: Vec<usize> = (0..train.len()).collect();
-        let by_label: BTreeMap<&str, Vec<usize>> = labels
-            .iter()
-            .map(|l| {
-                (
-                    l.as_str(),
-                    (0..train.len())
-                        .filter(|&i| train[i].labels.contains(l))
-                        .collect(),
-                )
-            })
-            .collect();
+        // Contrastive positives share the whole label set (none, one or several labels).
+        let mut by_label_set: BTreeMap<&[String], Vec<usize>> = BTreeMap::new();
+        for (i, example) in train.iter().enumerate() {
+            by_label_set.entry(&example.labels).or_default().push(i);
+        }
         let epochs = config.epochs.max(1);
         // The rate of step `step` (0-based) of `steps` in `epoch` (1-based), per the schedule.
         let rate = |epoch: usize, step: usize, steps: usize| {
@@ -659,8 +681,7 @@ impl TextClassifier {
                 // One positive and one negative pair per example, in shuffled batches.
                 let mut pairs: Vec<(usize, usize, f32)> = Vec::new();
                 for &i in &order {
-                    let label = train[i].labels.first().map(String::as_str).unwrap_or("");
-                    let same = &by_label[label];
+                    let same = &by_label_set[train[i].labels.as_slice()];
                     pairs.push((
                         i,
                         same[(rng.next_f64() * same.len() as f64) as usize % same.len()],
@@ -1069,23 +1090,49 @@ mod tests {
     }
 
     #[test]
-    fn recommended_recipe_follows_the_number_of_examples() {
-        let few = FineTuneConfig::recommended(32, 12);
+    fn recommended_recipe_follows_the_examples() {
+        let single = |n: usize| -> Vec<LabelledText> {
+            (0..n)
+                .map(|i| LabelledText {
+                    text: format!("text {i}"),
+                    labels: vec![if i % 2 == 0 { "a" } else { "b" }.into()],
+                })
+                .collect()
+        };
+        let few = FineTuneConfig::recommended(&single(32), 12);
         assert_eq!(few.method, FitMethod::Contrastive);
         assert_eq!(few.epochs, 8);
         assert_eq!(few.layers_to_transform, Some(vec![8, 9, 10, 11]));
         assert_eq!(few.schedule, LearningRateSchedule::Linear);
-        // 128 examples make 256 pairs an epoch: two epochs reach the budget.
-        assert_eq!(FineTuneConfig::recommended(128, 12).epochs, 2);
-        assert_eq!(FineTuneConfig::recommended(999, 12).epochs, 1);
-        let many = FineTuneConfig::recommended(SUPERVISED_FROM_EXAMPLES, 12);
+        assert_eq!(few.targets, ["query", "value"]);
+        // 128 examples make 256 pairs an epoch: two epochs reach the 512-pair budget; the
+        // epochs are the nearest, so 200 examples (400 pairs an epoch) get one.
+        assert_eq!(FineTuneConfig::recommended(&single(128), 12).epochs, 2);
+        assert_eq!(FineTuneConfig::recommended(&single(200), 12).epochs, 1);
+        assert_eq!(FineTuneConfig::recommended(&[], 12).epochs, 8);
+        let many = FineTuneConfig::recommended(&single(SUPERVISED_FROM_EXAMPLES), 12);
         assert_eq!(many.method, FitMethod::Supervised);
         assert_eq!(many.targets.len(), 6);
         assert_eq!(many.epochs, 2);
+        // Multi-label or unlabelled examples were never measured contrastive: supervised.
+        let mut mixed = single(16);
+        mixed[0].labels.clear();
+        let mixed = FineTuneConfig::recommended(&mixed, 12);
+        assert_eq!((mixed.method, mixed.epochs), (FitMethod::Supervised, 10));
         // A model shallower than the recipe's layer count is adapted whole.
         assert_eq!(
-            FineTuneConfig::recommended(16, 2).layers_to_transform,
+            FineTuneConfig::recommended(&single(16), 2).layers_to_transform,
             Some(vec![0, 1])
         );
+    }
+
+    #[test]
+    fn every_target_name_is_a_linear_module_of_a_layer() {
+        for target in ALL_TARGETS {
+            assert!(
+                EncoderLayer::LINEAR_MODULES.contains(&module_suffix(target).as_str()),
+                "{target}"
+            );
+        }
     }
 }

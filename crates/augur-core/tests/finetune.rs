@@ -213,3 +213,25 @@ fn a_linear_schedule_changes_the_steps_and_is_reported() {
         moved(&constant)
     );
 }
+
+/// Regression: contrastive training looked up positives by an example's first label, so an
+/// example without labels (a "none of these" row) panicked; positives now share the whole label
+/// set, and multi-label examples pair with examples of the same set.
+#[test]
+fn contrastive_training_accepts_unlabelled_and_multi_label_examples() {
+    let base = minilm();
+    let mut train = examples();
+    train[0].labels.clear();
+    train[1].labels.push("churn".into());
+    let config = FineTuneConfig {
+        method: augur_core::finetune::FitMethod::Contrastive,
+        epochs: 1,
+        batch_size: 4,
+        max_tokens: 32,
+        layers_to_transform: Some(FineTuneConfig::top_layers(1, 6)),
+        ..FineTuneConfig::default()
+    };
+    let (_, _, report) = TextClassifier::fit(&base, &train, &[], &config, |_| {}).unwrap();
+    assert_eq!(report.labels, ["buying", "churn"]);
+    assert!(report.epoch_loss[0].is_finite(), "{report:?}");
+}

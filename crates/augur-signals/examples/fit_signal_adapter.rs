@@ -5,8 +5,8 @@
 //! cargo run -p augur-signals --example fit_signal_adapter -- OUT_DIR [--top-layers 4]
 //!     [--epochs N] [--lr R] [--targets query,value] [--seed 42] [--fold 0|1]
 //!
-//! Unset flags come from `FineTuneConfig::recommended` for the number of training texts (what
-//! `augur fit` uses), with clauses cut at 64 tokens.
+//! Unset flags come from `FineTuneConfig::recommended` (what `augur fit` uses): the texts are
+//! multi-label with negatives, so supervised. Clauses are cut at 64 tokens.
 //!
 //! `--fold K` trains on fold K of the train half only (every other note, as
 //! `examples/tune_signals.rs` splits it), for cross-validating the adapter there.
@@ -64,13 +64,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     .with_locator(ModelLocator::empty())
     .build()?;
     let layers = base.encoder().config().num_hidden_layers;
-    let recipe = FineTuneConfig::recommended(examples.len(), layers);
+    let recipe = FineTuneConfig::recommended(&examples, layers);
     let config = FineTuneConfig {
         epochs: epochs.unwrap_or(recipe.epochs),
         learning_rate: learning_rate.unwrap_or(recipe.learning_rate),
         targets: targets.unwrap_or(recipe.targets),
         layers_to_transform: match top_layers {
-            Some(n) => Some((layers - n.clamp(1, layers)..layers).collect()),
+            Some(n) => Some(FineTuneConfig::top_layers(n.max(1), layers)),
             None => recipe.layers_to_transform,
         },
         max_tokens: 64,

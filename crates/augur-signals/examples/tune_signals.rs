@@ -5,6 +5,7 @@
 //!
 //! `--adapters` embeds each held-out fold with the LoRA adapter fitted on the other fold
 //! (`fit_signal_adapter --fold K` writes the one for fold K): DIR0 scores fold 1, DIR1 fold 0.
+//! `fit_signal_adapter` always folds the default gold files: use `--adapters` with those only.
 
 use std::path::PathBuf;
 
