@@ -208,6 +208,28 @@ fn feature_flags_out_of_range_are_refused_with_the_range() {
     assert!(err.contains("context weight -1 must be 0"), "{err}");
 }
 
+/// Regression: `augur fit --holdout 0.9` silently held out 50 %, and a negative share none.
+#[test]
+fn fit_refuses_a_holdout_share_or_epoch_count_out_of_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (flags, expected) in [
+        (
+            ["--holdout", "0.9"],
+            "--holdout 0.9: give a share between 0",
+        ),
+        (
+            ["--holdout", "-0.1"],
+            "--holdout -0.1: give a share between 0",
+        ),
+        (["--epochs", "0"], "--epochs 0: give at least 1"),
+    ] {
+        let run = fit_minilm(&tmp.path().join("x"), &flags);
+        assert!(!run.status.success());
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(err.contains(expected), "{err}");
+    }
+}
+
 #[test]
 fn models_list_reports_location_config_and_hash() {
     let run = augur(&["models", "list"]);

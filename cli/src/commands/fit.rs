@@ -19,8 +19,9 @@ use crate::table::read_table;
 /// EXAMPLES is a table (.csv / .ndjson) with `text` and `label` columns; several labels per row
 /// (multi-label) are separated by `|`. A seeded 20 % of the rows is held out to pick the best
 /// epoch when that is at least 50 rows; with fewer, all rows train and the last epoch is kept
-/// (see --holdout). Writes a PEFT-compatible adapter (adapter_config.json, adapter_model.safetensors), the
-/// head (head.safetensors), labels.json and report.json into --out.
+/// (see --holdout). Writes a PEFT-compatible adapter (adapter_config.json,
+/// adapter_model.safetensors), the head (head.safetensors), labels.json and report.json into
+/// --out.
 ///
 /// Without --method / --targets / --top-layers / --epochs / --learning-rate / --schedule, the
 /// recipe that measured best on the few-shot benchmark (benches/README.md) is used. Under 1000
@@ -76,7 +77,7 @@ pub struct FitArgs {
     /// [default: 0.2 when that holds out at least 50 examples, else 0: on 32 sentiment examples a
     /// 6-example hold-out picked epoch 1 and scored 71.7 % on 2,000 reviews; training on all
     /// 32 and keeping the last epoch scored 78.9 %].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub holdout: Option<f64>,
     /// Seed.
     #[arg(long, default_value_t = 42)]
@@ -181,6 +182,12 @@ fn load_base(model: &ModelArgs) -> Result<Embedder> {
 
 /// Runs `augur fit`.
 pub fn run_fit(args: FitArgs) -> Result<()> {
+    if let Some(share) = args.holdout.filter(|s| !(0.0..=0.5).contains(s)) {
+        bail!("--holdout {share}: give a share between 0 (no hold-out) and 0.5");
+    }
+    if args.epochs == Some(0) {
+        bail!("--epochs 0: give at least 1");
+    }
     let mut examples = read_examples(&args.examples)?;
     SeededRng::new(args.seed).shuffle(&mut examples);
     let share = args.holdout.unwrap_or_else(|| {
@@ -198,7 +205,7 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
             0.0
         }
     });
-    let holdout_n = ((examples.len() as f64) * share.clamp(0.0, 0.5)).round() as usize;
+    let holdout_n = ((examples.len() as f64) * share).round() as usize;
     let holdout = examples.split_off(examples.len() - holdout_n);
     let base = load_base(&args.model)?;
     let layers = base.encoder().config().num_hidden_layers;
