@@ -194,6 +194,51 @@ fn extract_text_prints_hits_as_json() {
 }
 
 #[test]
+fn eval_signals_lists_false_positives_and_missed_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let gold = dir.path().join("gold.jsonl");
+    // The budget clause is left unannotated (a false positive for the extractor) and a
+    // weather remark is annotated as a competitor (a span no prediction can find).
+    std::fs::write(
+        &gold,
+        serde_json::json!({
+            "id": "g1", "lang": "zh", "split": "test",
+            "text": "客户确认产线升级预算已批复。今天天气很好。",
+            "signals": [{"signal": "competitor_evaluation", "start": 14, "end": 20, "evidence": "今天天气很好"}]
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let errors = dir.path().join("errors.jsonl");
+    let run = augur(&[
+        "eval-signals",
+        gold.to_str().unwrap(),
+        "--errors",
+        errors.to_str().unwrap(),
+    ]);
+    assert!(run.status.success());
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("1 missed span(s)"), "{stdout}");
+    let listed: Vec<serde_json::Value> = std::fs::read_to_string(&errors)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let missed: Vec<_> = listed.iter().filter(|e| e["kind"] == "missed").collect();
+    assert_eq!(missed.len(), 1, "{listed:?}");
+    assert_eq!(missed[0]["signal"], "competitor_evaluation");
+    assert_eq!(missed[0]["evidence"], "今天天气很好");
+    assert_eq!(missed[0]["note_id"], "g1");
+    let budget = listed
+        .iter()
+        .find(|e| e["kind"] == "false_positive" && e["signal"] == "budget_approved")
+        .unwrap_or_else(|| panic!("the unannotated budget clause is listed: {listed:?}"));
+    assert!(budget["evidence"].as_str().unwrap().contains("预算"));
+    assert!(budget["probability"].as_f64().unwrap() >= 0.7);
+    assert_eq!(budget["instead"], serde_json::json!([]));
+}
+
+#[test]
 fn feature_flags_out_of_range_are_refused_with_the_range() {
     let run = augur(&["extract", "--text", "预算已批复", "--middle-layer", "12"]);
     assert!(!run.status.success());

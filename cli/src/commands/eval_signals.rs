@@ -1,9 +1,9 @@
 //! `augur eval-signals`: precision / recall / F1 of the extractor against annotated notes.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
-use augur_signals::eval::{evaluate, load_gold, EvalReport, GoldNote};
+use anyhow::{Context, Result};
+use augur_signals::eval::{evaluate, load_gold, ErrorKind, EvalReport, GoldNote};
 use clap::ValueEnum;
 
 use crate::commands::signals::{build_extractor, PackArgs};
@@ -14,7 +14,13 @@ use crate::commands::ModelArgs;
 /// The corpus is JSON lines: id, text, lang, split, signals with char spans. A prediction
 /// counts as correct when it overlaps a gold span of the same signal.
 ///
-/// Example: augur eval-signals fixtures/signals/gold_zh.jsonl fixtures/signals/gold_en.jsonl
+/// Every disagreement is listed with --errors FILE (JSON lines): false positives with their
+/// probability and the gold signals at that clause, missed spans with what fired there instead.
+/// Read them before adding examples or hard negatives to a pack (--signals).
+///
+/// Examples:
+///   augur eval-signals fixtures/signals/gold_zh.jsonl fixtures/signals/gold_en.jsonl
+///   augur eval-signals fixtures/signals/gold_*.jsonl --split train --errors errors.jsonl
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct EvalSignalsArgs {
@@ -24,9 +30,12 @@ pub struct EvalSignalsArgs {
     /// Which notes to score, by their `split` field.
     #[arg(long, value_enum, default_value_t = SplitArg::Test)]
     pub split: SplitArg,
-    /// Print the report as JSON.
+    /// Print the report as JSON (with every error).
     #[arg(long)]
     pub json: bool,
+    /// Write every false positive and missed span to FILE, one JSON object per line.
+    #[arg(long, value_name = "FILE")]
+    pub errors: Option<PathBuf>,
     #[command(flatten)]
     pub pack: PackArgs,
     #[command(flatten)]
@@ -60,12 +69,48 @@ pub fn run(args: EvalSignalsArgs) -> Result<()> {
     let notes: Vec<_> = gold.iter().map(GoldNote::to_note).collect();
     let predicted = extractor.extract_batch(&notes)?;
     let report = evaluate(&gold, &predicted);
+    if let Some(path) = &args.errors {
+        write_errors(&report, path)?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_report(&report);
+        print_error_summary(&report, args.errors.as_deref());
     }
     Ok(())
+}
+
+/// Writes the report's errors as JSON lines.
+fn write_errors(report: &EvalReport, path: &Path) -> Result<()> {
+    let mut out = String::new();
+    for error in &report.errors {
+        out.push_str(&serde_json::to_string(error)?);
+        out.push('\n');
+    }
+    std::fs::write(path, out)
+        .with_context(|| format!("cannot write the errors to {}", path.display()))
+}
+
+/// How many errors of each kind, and how many are confusions between signals.
+fn print_error_summary(report: &EvalReport, written_to: Option<&Path>) {
+    let count = |kind| {
+        let all: Vec<_> = report.errors_of(kind).collect();
+        (
+            all.len(),
+            all.iter().filter(|e| !e.instead.is_empty()).count(),
+        )
+    };
+    let (false_positives, confused) = count(ErrorKind::FalsePositive);
+    let (missed, lost) = count(ErrorKind::Missed);
+    println!(
+        "\nerrors: {false_positives} false positive(s), {confused} of them on another signal's gold span; \
+         {missed} missed span(s), {lost} of them where another signal fired"
+    );
+    match written_to {
+        Some(path) => println!("listed in {}", path.display()),
+        None => println!("list them with --errors FILE"),
+    }
 }
 
 /// The report as a table.

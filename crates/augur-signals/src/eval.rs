@@ -66,10 +66,55 @@ pub struct EvalReport {
     pub micro: Counts,
     /// Totals per language of the note.
     pub per_language: BTreeMap<String, Counts>,
+    /// Every disagreement with the gold corpus, in note order: what to read before adding
+    /// examples or hard negatives to a pack.
+    pub errors: Vec<EvalError>,
+}
+
+/// Which way a prediction and the gold corpus disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// A prediction that overlaps no gold span of its signal.
+    FalsePositive,
+    /// A gold span that no prediction of its signal overlaps.
+    Missed,
+}
+
+/// One disagreement with the gold corpus.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalError {
+    /// The note's id.
+    pub note_id: String,
+    /// The note's language.
+    pub lang: String,
+    /// False positive or missed.
+    pub kind: ErrorKind,
+    /// The signal predicted (false positive) or annotated (missed).
+    pub signal: String,
+    /// Span start, in chars: the predicted clause or the gold span.
+    pub char_start: usize,
+    /// Span end (exclusive), in chars.
+    pub char_end: usize,
+    /// The text of the span.
+    pub evidence: String,
+    /// The prediction's probability (false positives only).
+    pub probability: Option<f32>,
+    /// The other signals at that place: for a false positive, the gold signals its clause
+    /// overlaps (a confusion, not a spurious hit); for a missed span, the signals predicted on it.
+    pub instead: Vec<String>,
+}
+
+impl EvalReport {
+    /// Errors of one kind.
+    pub fn errors_of(&self, kind: ErrorKind) -> impl Iterator<Item = &EvalError> {
+        self.errors.iter().filter(move |e| e.kind == kind)
+    }
 }
 
 /// Scores predictions against gold. A prediction is correct when its span overlaps a gold span of
 /// the same signal in the same note; a gold span is found when some such prediction overlaps it.
+/// Every prediction and gold span that is not matched becomes an [`EvalError`].
 pub fn evaluate(gold: &[GoldNote], predicted: &[NoteSignals]) -> EvalReport {
     let mut report = EvalReport {
         notes: gold.len(),
@@ -78,22 +123,56 @@ pub fn evaluate(gold: &[GoldNote], predicted: &[NoteSignals]) -> EvalReport {
     let overlaps = |a: (usize, usize), b: (usize, usize)| a.0 < b.1 && b.0 < a.1;
     for (note, pred) in gold.iter().zip(predicted) {
         let mut note_counts: BTreeMap<&str, Counts> = BTreeMap::new();
+        let error = |kind, signal: &str, span: (usize, usize), evidence: &str| EvalError {
+            note_id: note.id.clone(),
+            lang: note.lang.clone(),
+            kind,
+            signal: signal.to_string(),
+            char_start: span.0,
+            char_end: span.1,
+            evidence: evidence.to_string(),
+            probability: None,
+            instead: Vec::new(),
+        };
         for g in &note.signals {
+            let span = (g.start, g.end);
             let c = note_counts.entry(&g.signal).or_default();
             c.gold += 1;
-            if pred.hits.iter().any(|h| {
-                h.signal == g.signal && overlaps((h.char_start, h.char_end), (g.start, g.end))
-            }) {
+            let at_span = pred
+                .hits
+                .iter()
+                .filter(|h| overlaps((h.char_start, h.char_end), span));
+            if at_span.clone().any(|h| h.signal == g.signal) {
                 c.found_gold += 1;
+            } else {
+                let evidence: String = note
+                    .text
+                    .chars()
+                    .skip(g.start)
+                    .take(g.end - g.start)
+                    .collect();
+                report.errors.push(EvalError {
+                    instead: distinct(at_span.map(|h| h.signal.as_str())),
+                    ..error(ErrorKind::Missed, &g.signal, span, &evidence)
+                });
             }
         }
         for h in &pred.hits {
+            let span = (h.char_start, h.char_end);
             let c = note_counts.entry(&h.signal).or_default();
             c.predictions += 1;
-            if note.signals.iter().any(|g| {
-                g.signal == h.signal && overlaps((h.char_start, h.char_end), (g.start, g.end))
-            }) {
+            let at_span = note
+                .signals
+                .iter()
+                .filter(|g| overlaps(span, (g.start, g.end)));
+            if at_span.clone().any(|g| g.signal == h.signal) {
                 c.correct_predictions += 1;
+            } else {
+                report.errors.push(EvalError {
+                    probability: Some(h.probability),
+                    instead: distinct(at_span.map(|g| g.signal.as_str())),
+                    ..error(ErrorKind::FalsePositive, &h.signal, span, &h.evidence)
+                });
             }
         }
         for (signal, c) in note_counts {
@@ -111,4 +190,70 @@ pub fn evaluate(gold: &[GoldNote], predicted: &[NoteSignals]) -> EvalReport {
         }
     }
     report
+}
+
+/// The distinct signal ids, in first-seen order.
+fn distinct<'a>(signals: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in signals {
+        if !out.iter().any(|o| o == s) {
+            out.push(s.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    use crate::corpus::parse_gold;
+
+    fn hit(signal: &str, start: usize, end: usize, probability: f32) -> serde_json::Value {
+        serde_json::json!({
+            "note_id": "n1", "account_id": null, "signal": signal, "kind": "buying",
+            "probability": probability, "evidence": format!("clause {start}"),
+            "char_start": start, "char_end": end, "byte_start": start, "byte_end": end,
+            "speaker": "customer", "attributes": {}
+        })
+    }
+
+    #[test]
+    fn unmatched_predictions_and_spans_become_errors_with_what_stood_there_instead() {
+        let text = "预算已经批了，下周四来演示，我们也在看别家";
+        let gold = parse_gold(
+            &serde_json::json!({"id": "n1", "lang": "zh", "text": text, "signals": [
+                {"signal": "budget_approved", "start": 0, "end": 6},
+                {"signal": "demo_trial_request", "start": 7, "end": 13},
+                {"signal": "competitor_evaluation", "start": 14, "end": 21}
+            ]})
+            .to_string(),
+            Path::new("inline"),
+        )
+        .unwrap();
+        let predicted: NoteSignals = serde_json::from_value(serde_json::json!({
+            "note_id": "n1", "sentiment": 0.0, "segments": 3,
+            "hits": [
+                hit("budget_approved", 0, 6, 0.9),
+                hit("next_step_scheduled", 7, 13, 0.8),
+                hit("payment_delay", 14, 21, 0.75)
+            ]
+        }))
+        .unwrap();
+        let report = evaluate(&gold, &[predicted]);
+        assert_eq!(report.micro.correct_predictions, 1);
+        assert_eq!(report.micro.found_gold, 1);
+        let missed: Vec<_> = report.errors_of(ErrorKind::Missed).collect();
+        assert_eq!(missed.len(), 2);
+        assert_eq!(missed[0].signal, "demo_trial_request");
+        assert_eq!(missed[0].evidence, "下周四来演示");
+        assert_eq!(missed[0].instead, ["next_step_scheduled"]);
+        assert_eq!(missed[0].probability, None);
+        let false_positives: Vec<_> = report.errors_of(ErrorKind::FalsePositive).collect();
+        assert_eq!(false_positives.len(), 2);
+        assert_eq!(false_positives[1].signal, "payment_delay");
+        assert_eq!(false_positives[1].probability, Some(0.75));
+        assert_eq!(false_positives[1].instead, ["competitor_evaluation"]);
+    }
 }
