@@ -120,9 +120,13 @@ impl SpeakerRules {
         self
     }
 
-    /// Role of a label, if it is a speaker label at all. `timestamped` turns always are.
+    /// Role of a label, if it is a speaker label at all. `timestamped` turns always are; a
+    /// salutation (`贵司客户经理：`, `Dear account manager:`) never is: it names the reader.
     fn role(&self, label: &str, timestamped: bool) -> Option<Speaker> {
         let label = label.trim().to_lowercase();
+        if !timestamped && is_salutation(&label) {
+            return None;
+        }
         let matches = |words: &[String]| {
             words.iter().any(|w| {
                 label == *w
@@ -142,6 +146,19 @@ impl SpeakerRules {
             None
         }
     }
+}
+
+/// Words that open a letter's salutation (lower case).
+const SALUTATION_OPENERS: &[&str] = &["尊敬的", "亲爱的", "dear ", "hi ", "hello ", "to "];
+
+/// Words that address the reader's organisation: a label with them names whom the text is
+/// written to (`贵司客户经理` is "your company's account manager"), not who speaks.
+const ADDRESSEE_WORDS: &[&str] = &["贵司", "贵公司", "贵方", "贵单位", "your "];
+
+/// Whether a lower-cased label before a colon is a salutation rather than a speaker.
+fn is_salutation(label: &str) -> bool {
+    SALUTATION_OPENERS.iter().any(|w| label.starts_with(w))
+        || ADDRESSEE_WORDS.iter().any(|w| label.contains(w))
 }
 
 /// The default segmenter: lines, speaker turns, then clauses at 。！？；， (Chinese) and at
@@ -388,6 +405,27 @@ mod tests {
                 ("great news".to_string(), Speaker::Rep),
             ]
         );
+    }
+
+    /// Regression: the salutation of a customer's complaint letter (`贵司客户经理：`, "your
+    /// account manager") made the whole letter the rep's, so no customer signal could fire.
+    #[test]
+    fn a_salutation_is_not_a_speaker_turn() {
+        for letter in [
+            "主题：正式投诉\n贵司客户经理：\n我司将根据处理结果评估是否继续合作。",
+            "Dear Account Manager:\nWe will not renew the contract.",
+            "尊敬的客服：\n工单已经超时三天没人处理。",
+            "Hi Sales:\nwe're also talking to Rockwell.",
+        ] {
+            let segs = ClauseSegmenter::default().segment(letter);
+            assert!(
+                segs.iter().all(|s| s.speaker == Speaker::Unknown),
+                "{letter:?}: {segs:?}"
+            );
+        }
+        let chat = ClauseSegmenter::default().segment("销售：您好，报价已发。\n客户：收到");
+        assert_eq!(chat[0].speaker, Speaker::Rep);
+        assert_eq!(chat.last().unwrap().speaker, Speaker::Customer);
     }
 
     #[test]
