@@ -1,12 +1,12 @@
 //! Reading a notes table into extractor input: column mapping, date parsing, and rejects with
 //! reasons for every row that cannot be used.
 
-use std::path::Path;
-
 use anyhow::{bail, Context, Result};
 use augur_signals::Note;
 use chrono::{NaiveDate, NaiveDateTime};
 use polars::prelude::{Column, DataFrame, DataType};
+
+use crate::table::missing_column;
 
 /// Which input columns hold what.
 #[derive(clap::Args, Debug, Clone)]
@@ -81,25 +81,18 @@ pub struct NotesTable {
     pub rejects: Vec<Reject>,
 }
 
-/// Reads notes from `df` (file `input`, for messages) using the column mapping; `first_row` is the
-/// 0-based row of `df`'s first row in the file (for row numbers in rejects and default ids).
+/// Reads notes from `df` using the column mapping; `first_row` is the 0-based row of `df`'s first
+/// row in the file (for row numbers in rejects and default ids). Errors do not name the file:
+/// the caller does, with the rows (see `chunked`).
 pub fn notes_from_table(
     df: &DataFrame,
     first_row: usize,
-    input: &Path,
     columns: &ColumnArgs,
 ) -> Result<NotesTable> {
     let Some(texts) = optional_strings(df, &columns.text_column)? else {
-        let names: Vec<String> = df
-            .get_column_names()
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
         bail!(
-            "{}: no column `{}`; columns are: {}. Choose one with --text-column",
-            input.display(),
-            columns.text_column,
-            names.join(", ")
+            "{}",
+            missing_column(df, &columns.text_column, "--text-column")
         );
     };
     let ids = optional_strings(df, &columns.id_column)?;

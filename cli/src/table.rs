@@ -83,32 +83,28 @@ pub fn write_table(df: &mut DataFrame, path: &Path) -> Result<()> {
         .with_context(|| format!("{}: cannot move into place", path.display()))
 }
 
-/// The column `name` as strings, or an error listing the columns that exist.
-pub fn string_column<'a>(
-    df: &'a DataFrame,
-    name: &str,
-    file: &Path,
-    flag: &str,
-) -> Result<&'a StringChunked> {
+/// What to say when `df` has no column `name`: the columns it has, and the flag that picks one.
+pub fn missing_column(df: &DataFrame, name: &str, flag: &str) -> String {
+    let names: Vec<String> = df
+        .get_column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    format!(
+        "no column `{name}`; columns are: {}. Choose one with {flag}",
+        names.join(", ")
+    )
+}
+
+/// The column `name` as strings, or an error listing the columns that exist (without the file
+/// name: callers inside a chunked job get it, with the rows, from `chunked`).
+pub fn string_column<'a>(df: &'a DataFrame, name: &str, flag: &str) -> Result<&'a StringChunked> {
     let Ok(column) = df.column(name) else {
-        let names: Vec<String> = df
-            .get_column_names()
-            .iter()
-            .map(|n| n.to_string())
-            .collect();
-        bail!(
-            "{}: no column `{name}`; columns are: {}. Choose one with {flag}",
-            file.display(),
-            names.join(", ")
-        );
+        bail!("{}", missing_column(df, name, flag));
     };
-    column.str().with_context(|| {
-        format!(
-            "{}: column `{name}` must hold text, found {}",
-            file.display(),
-            column.dtype()
-        )
-    })
+    column
+        .str()
+        .with_context(|| format!("column `{name}` must hold text, found {}", column.dtype()))
 }
 
 /// Creates the folder `path` will be written into, if missing.

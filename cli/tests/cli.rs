@@ -239,6 +239,39 @@ fn eval_signals_lists_false_positives_and_missed_spans() {
 }
 
 #[test]
+fn fit_and_eval_name_the_columns_found_and_take_other_column_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = dir.path().join("examples.csv");
+    std::fs::write(&examples, "body,lbl\n预算批了,buy\n不续约了,churn\n").unwrap();
+    let path = examples.to_str().unwrap();
+    let out = dir.path().join("fitted");
+    let run = augur(&["fit", "--examples", path, "--out", out.to_str().unwrap()]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("no column `text`; columns are: body, lbl. Choose one with --text-column"),
+        "{stderr}"
+    );
+    // With the columns named, the examples are read and eval goes on to the adapter.
+    let missing_adapter = dir.path().join("no-adapter");
+    let run = augur(&[
+        "eval",
+        "--examples",
+        path,
+        "--text-column",
+        "body",
+        "--label-column",
+        "lbl",
+        "--adapter",
+        missing_adapter.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!stderr.contains("no column"), "{stderr}");
+    assert!(stderr.contains("no-adapter"), "{stderr}");
+}
+
+#[test]
 fn feature_flags_out_of_range_are_refused_with_the_range() {
     let run = augur(&["extract", "--text", "预算已批复", "--middle-layer", "12"]);
     assert!(!run.status.success());

@@ -118,7 +118,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         None,
         &settings,
         |first_row, df| {
-            let texts = string_column(df, &args.text_column, &args.input, "--text-column")?;
+            let texts = string_column(df, &args.text_column, "--text-column")?;
             let present: Vec<(usize, &str)> = texts
                 .iter()
                 .enumerate()

@@ -170,8 +170,7 @@ fn run_table(
         Some(rejects_path),
         &settings,
         |first_row, df| {
-            let NotesTable { notes, rejects, .. } =
-                notes_from_table(df, first_row, input, columns)?;
+            let NotesTable { notes, rejects, .. } = notes_from_table(df, first_row, columns)?;
             let batch: Vec<Note> = notes.iter().map(|(_, n)| n.clone()).collect();
             let found = extractor.extract_batch(&batch)?;
             let results: Vec<(usize, NoteSignals)> =

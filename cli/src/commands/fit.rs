@@ -12,7 +12,7 @@ use augur_core::Embedder;
 
 use crate::commands::ModelArgs;
 use crate::notes::optional_strings;
-use crate::table::read_table;
+use crate::table::{missing_column, read_table};
 
 /// Fine-tune LoRA adapters + a classification head from a handful of labelled examples.
 ///
@@ -38,6 +38,8 @@ pub struct FitArgs {
     /// Labelled examples (text,label).
     #[arg(long)]
     pub examples: PathBuf,
+    #[command(flatten)]
+    pub columns: ExampleColumns,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -120,6 +122,8 @@ pub struct EvalArgs {
     /// Labelled examples (text,label).
     #[arg(long)]
     pub examples: PathBuf,
+    #[command(flatten)]
+    pub columns: ExampleColumns,
     /// A directory written by `augur fit`.
     #[arg(long)]
     pub adapter: PathBuf,
@@ -130,20 +134,33 @@ pub struct EvalArgs {
     pub model: ModelArgs,
 }
 
+/// Which columns of the examples hold the text and the label(s).
+#[derive(clap::Args, Debug)]
+pub struct ExampleColumns {
+    /// Column with the example's text.
+    #[arg(long, default_value = "text")]
+    pub text_column: String,
+    /// Column with the label; several labels (multi-label) are separated by `|`.
+    #[arg(long, default_value = "label")]
+    pub label_column: String,
+}
+
 /// Share of the examples held out to pick the best epoch, when that makes enough of them.
 const DEFAULT_HOLDOUT_SHARE: f64 = 0.2;
 
 /// Fewest examples the default hold-out may have: on fewer, the epoch it picks is noise.
 const MIN_DEFAULT_HOLDOUT: usize = 50;
 
-/// Reads `text,label` rows; labels split on `|`. Rows without text or label (`|` alone included)
-/// are refused by number.
-fn read_examples(path: &Path) -> Result<Vec<LabelledText>> {
+/// Reads `text,label` rows (column names from `columns`); labels split on `|`. Rows without text
+/// or label (`|` alone included) are refused by number.
+fn read_examples(path: &Path, columns: &ExampleColumns) -> Result<Vec<LabelledText>> {
     let df = read_table(path)?;
-    let texts = optional_strings(&df, "text")?
-        .with_context(|| format!("{}: no `text` column", path.display()))?;
-    let labels = optional_strings(&df, "label")?
-        .with_context(|| format!("{}: no `label` column", path.display()))?;
+    let column = |name: &str, flag: &str| -> Result<Vec<Option<String>>> {
+        optional_strings(&df, name)?
+            .with_context(|| format!("{}: {}", path.display(), missing_column(&df, name, flag)))
+    };
+    let texts = column(&columns.text_column, "--text-column")?;
+    let labels = column(&columns.label_column, "--label-column")?;
     let mut out = Vec::new();
     for (row, (text, label)) in texts.into_iter().zip(labels).enumerate() {
         match (text, label) {
@@ -188,7 +205,7 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
     if args.epochs == Some(0) {
         bail!("--epochs 0: give at least 1");
     }
-    let mut examples = read_examples(&args.examples)?;
+    let mut examples = read_examples(&args.examples, &args.columns)?;
     SeededRng::new(args.seed).shuffle(&mut examples);
     let share = args.holdout.unwrap_or_else(|| {
         let share = DEFAULT_HOLDOUT_SHARE;
@@ -300,7 +317,7 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
 
 /// Runs `augur eval`.
 pub fn run_eval(args: EvalArgs) -> Result<()> {
-    let examples = read_examples(&args.examples)?;
+    let examples = read_examples(&args.examples, &args.columns)?;
     let classifier = TextClassifier::load(&load_base(&args.model)?, &args.adapter)?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let predicted: Vec<Vec<String>> = classifier

@@ -191,7 +191,7 @@ fn load_accounts(args: &AccountInputArgs, output: &Path) -> Result<Accounts> {
         Some(&rejects_path),
         &settings,
         |first_row, df| {
-            let table = notes_from_table(df, first_row, &args.notes, &args.columns)?;
+            let table = notes_from_table(df, first_row, &args.columns)?;
             let mut rejects = table.rejects;
             let mut usable = Vec::new();
             for (row, note) in table.notes {
