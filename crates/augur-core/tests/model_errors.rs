@@ -31,6 +31,7 @@ fn not_found_lists_every_place_searched_and_the_fix() {
     );
     assert!(msg.contains("models--acme--sales-encoder"), "{msg}");
     assert!(msg.contains("models/fetch"), "{msg}");
+    assert!(msg.contains("AUGUR_MODELS_DIR"), "{msg}");
 }
 
 #[test]

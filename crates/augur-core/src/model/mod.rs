@@ -16,8 +16,9 @@ pub const DEFAULT_MODEL: &str = "intfloat/multilingual-e5-small";
 
 /// The command that provisions the models Augur ships support for.
 pub const PROVISION_HINT: &str =
-    "run `models/fetch` in the Augur checkout (it provisions multilingual-e5-small and all-MiniLM-L6-v2 into models/), \
-     point --model at a local Hugging Face model directory, or allow downloading (--allow-download, built with `--features download`)";
+    "run `models/fetch` in the Augur checkout (it provisions multilingual-e5-small and all-MiniLM-L6-v2 into models/); \
+     from another folder, set AUGUR_MODELS_DIR to that models/ folder; or point --model at a local Hugging Face model \
+     directory, or allow downloading (--allow-download, built with `--features download`)";
 
 /// Short names of the models `models/fetch` provisions, with their Hugging Face repo ids.
 pub const KNOWN_MODELS: &[(&str, &str)] = &[
