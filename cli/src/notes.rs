@@ -1,12 +1,12 @@
 //! Reading a notes table into extractor input: column mapping, date parsing, and rejects with
 //! reasons for every row that cannot be used.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use augur_signals::Note;
 use chrono::{NaiveDate, NaiveDateTime};
 use polars::prelude::{Column, DataFrame, DataType};
 
-use crate::table::missing_column;
+use crate::table::required_strings;
 
 /// Which input columns hold what.
 #[derive(clap::Args, Debug, Clone)]
@@ -89,12 +89,7 @@ pub fn notes_from_table(
     first_row: usize,
     columns: &ColumnArgs,
 ) -> Result<NotesTable> {
-    let Some(texts) = optional_strings(df, &columns.text_column)? else {
-        bail!(
-            "{}",
-            missing_column(df, &columns.text_column, "--text-column")
-        );
-    };
+    let texts = required_strings(df, &columns.text_column, "--text-column")?;
     let ids = optional_strings(df, &columns.id_column)?;
     let accounts = optional_strings(df, &columns.account_column)?;
     let timestamps = optional_strings(df, &columns.timestamp_column)?;

@@ -5,6 +5,8 @@ use std::fs::File;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+
+use crate::notes::optional_strings;
 use polars::prelude::{
     CsvReadOptions, CsvWriter, DataFrame, JsonFormat, JsonReader, JsonWriter, ParquetReader,
     ParquetWriter, SerReader, SerWriter, StringChunked,
@@ -94,6 +96,15 @@ pub fn missing_column(df: &DataFrame, name: &str, flag: &str) -> String {
         "no column `{name}`; columns are: {}. Choose one with {flag}",
         names.join(", ")
     )
+}
+
+/// The column `name` of `df` cast to text (nulls as `None`), or an error listing the columns
+/// that exist and naming `flag` (without the file name: callers add it where it is not known).
+pub fn required_strings(df: &DataFrame, name: &str, flag: &str) -> Result<Vec<Option<String>>> {
+    match optional_strings(df, name)? {
+        Some(values) => Ok(values),
+        None => bail!("{}", missing_column(df, name, flag)),
+    }
 }
 
 /// The column `name` as strings, or an error listing the columns that exist (without the file

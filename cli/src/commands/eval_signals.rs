@@ -1,5 +1,6 @@
 //! `augur eval-signals`: precision / recall / F1 of the extractor against annotated notes.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -8,6 +9,7 @@ use clap::ValueEnum;
 
 use crate::commands::signals::{build_extractor, PackArgs};
 use crate::commands::ModelArgs;
+use crate::table::ensure_parent;
 
 /// Precision / recall / F1 of signal extraction against an annotated corpus.
 ///
@@ -65,12 +67,23 @@ pub fn run(args: EvalSignalsArgs) -> Result<()> {
         SplitArg::All => None,
     };
     gold.retain(|n| wanted.is_none_or(|w| n.split == w));
+    // Open the errors file first: a path that cannot be written fails before the extraction.
+    let errors_file = args
+        .errors
+        .as_deref()
+        .map(|path| -> Result<(&Path, std::fs::File)> {
+            ensure_parent(path)?;
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("{}: cannot create the errors file", path.display()))?;
+            Ok((path, file))
+        })
+        .transpose()?;
     let extractor = build_extractor(&args.model, &args.pack)?;
     let notes: Vec<_> = gold.iter().map(GoldNote::to_note).collect();
     let predicted = extractor.extract_batch(&notes)?;
     let report = evaluate(&gold, &predicted);
-    if let Some(path) = &args.errors {
-        write_errors(&report, path)?;
+    if let Some((path, file)) = errors_file {
+        write_errors(&report, path, file)?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -81,15 +94,15 @@ pub fn run(args: EvalSignalsArgs) -> Result<()> {
     Ok(())
 }
 
-/// Writes the report's errors as JSON lines.
-fn write_errors(report: &EvalReport, path: &Path) -> Result<()> {
-    let mut out = String::new();
+/// Writes the report's errors as JSON lines to `file` (opened at `path`).
+fn write_errors(report: &EvalReport, path: &Path, file: std::fs::File) -> Result<()> {
+    let mut out = std::io::BufWriter::new(file);
     for error in &report.errors {
-        out.push_str(&serde_json::to_string(error)?);
-        out.push('\n');
+        serde_json::to_writer(&mut out, error)?;
+        out.write_all(b"\n")?;
     }
-    std::fs::write(path, out)
-        .with_context(|| format!("cannot write the errors to {}", path.display()))
+    out.flush()
+        .with_context(|| format!("{}: cannot write the errors", path.display()))
 }
 
 /// How many errors of each kind, and how many are confusions between signals.

@@ -11,17 +11,16 @@ use augur_core::finetune::{
 use augur_core::Embedder;
 
 use crate::commands::ModelArgs;
-use crate::notes::optional_strings;
-use crate::table::{missing_column, read_table};
+use crate::table::{read_table, required_strings};
 
 /// Fine-tune LoRA adapters + a classification head from a handful of labelled examples.
 ///
-/// EXAMPLES is a table (.csv / .ndjson) with `text` and `label` columns; several labels per row
-/// (multi-label) are separated by `|`. A seeded 20 % of the rows is held out to pick the best
-/// epoch when that is at least 50 rows; with fewer, all rows train and the last epoch is kept
-/// (see --holdout). Writes a PEFT-compatible adapter (adapter_config.json,
-/// adapter_model.safetensors), the head (head.safetensors), labels.json and report.json into
-/// --out.
+/// EXAMPLES is a table (.csv / .ndjson) with `text` and `label` columns (other names with
+/// --text-column / --label-column); several labels per row (multi-label) are separated by `|`.
+/// A seeded 20 % of the rows is held out to pick the best epoch when that is at least 50 rows;
+/// with fewer, all rows train and the last epoch is kept (see --holdout). Writes a
+/// PEFT-compatible adapter (adapter_config.json, adapter_model.safetensors), the head
+/// (head.safetensors), labels.json and report.json into --out.
 ///
 /// Without --method / --targets / --top-layers / --epochs / --learning-rate / --schedule, the
 /// recipe that measured best on the few-shot benchmark (benches/README.md) is used. Under 1000
@@ -35,7 +34,7 @@ use crate::table::{missing_column, read_table};
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct FitArgs {
-    /// Labelled examples (text,label).
+    /// Labelled examples: a table with a text and a label column.
     #[arg(long)]
     pub examples: PathBuf,
     #[command(flatten)]
@@ -119,7 +118,7 @@ pub enum MethodArg {
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct EvalArgs {
-    /// Labelled examples (text,label).
+    /// Labelled examples: a table with a text and a label column.
     #[arg(long)]
     pub examples: PathBuf,
     #[command(flatten)]
@@ -155,9 +154,8 @@ const MIN_DEFAULT_HOLDOUT: usize = 50;
 /// or label (`|` alone included) are refused by number.
 fn read_examples(path: &Path, columns: &ExampleColumns) -> Result<Vec<LabelledText>> {
     let df = read_table(path)?;
-    let column = |name: &str, flag: &str| -> Result<Vec<Option<String>>> {
-        optional_strings(&df, name)?
-            .with_context(|| format!("{}: {}", path.display(), missing_column(&df, name, flag)))
+    let column = |name: &str, flag: &str| {
+        required_strings(&df, name, flag).with_context(|| path.display().to_string())
     };
     let texts = column(&columns.text_column, "--text-column")?;
     let labels = column(&columns.label_column, "--label-column")?;

@@ -17,7 +17,7 @@ use crate::chunked::{for_each_chunk, run_job, ChunkOutput, JobSettings};
 use crate::commands::signals::{build_extractor, resume_settings, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, optional_strings, ColumnArgs, Reject};
-use crate::table::{ensure_parent, read_table, write_table};
+use crate::table::{ensure_parent, read_table, required_strings, write_table};
 
 /// Account-table columns that are outcomes, never features.
 const LABEL_COLUMNS: &[&str] = &["churned", "won"];
@@ -304,13 +304,8 @@ fn load_accounts(args: &AccountInputArgs, output: &Path) -> Result<Accounts> {
     let mut labels = BTreeMap::new();
     if let Some(path) = &args.accounts {
         let accounts = read_table(path)?;
-        let Some(ids) = optional_strings(&accounts, &args.columns.account_column)? else {
-            bail!(
-                "{}: no column `{}` to join on (set --account-column)",
-                path.display(),
-                args.columns.account_column
-            );
-        };
+        let ids = required_strings(&accounts, &args.columns.account_column, "--account-column")
+            .with_context(|| format!("{}: the account id column to join on", path.display()))?;
         for column in accounts.columns() {
             let name = column.name().to_string();
             if name == args.columns.account_column {

@@ -50,6 +50,16 @@ pub struct GoldSignal {
     pub evidence: String,
 }
 
+impl GoldSignal {
+    /// The characters `start..end` of `text` (the note's text).
+    pub fn span_text(&self, text: &str) -> String {
+        text.chars()
+            .skip(self.start)
+            .take(self.end.saturating_sub(self.start))
+            .collect()
+    }
+}
+
 impl GoldNote {
     /// The note as extractor input.
     pub fn to_note(&self) -> Note {
@@ -91,13 +101,15 @@ pub fn parse_gold(text: &str, origin: &Path) -> Result<Vec<GoldNote>> {
             message,
         };
         let note: GoldNote = serde_json::from_str(line).map_err(|e| gold_error(e.to_string()))?;
+        let chars = note.text.chars().count();
         for s in &note.signals {
-            let span: String = note
-                .text
-                .chars()
-                .skip(s.start)
-                .take(s.end.saturating_sub(s.start))
-                .collect();
+            if s.start >= s.end || s.end > chars {
+                return Err(gold_error(format!(
+                    "note {}: span {}..{} of signal {} must be non-empty and lie within the text's {chars} characters",
+                    note.id, s.start, s.end, s.signal
+                )));
+            }
+            let span = s.span_text(&note.text);
             if !s.evidence.is_empty() && span != s.evidence {
                 return Err(gold_error(format!(
                     "note {}: span {}..{} is {span:?}, evidence says {:?}",
@@ -108,4 +120,36 @@ pub fn parse_gold(text: &str, origin: &Path) -> Result<Vec<GoldNote>> {
         notes.push(note);
     }
     Ok(notes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a span with its end before its start (and no evidence to check it against)
+    /// was accepted, and scoring it underflowed.
+    #[test]
+    fn spans_that_are_empty_inverted_or_past_the_text_are_refused_by_line() {
+        for (start, end) in [(5, 2), (3, 3), (0, 40)] {
+            let line = serde_json::json!({
+                "id": "n1", "text": "预算已经批了",
+                "signals": [{"signal": "budget_approved", "start": start, "end": end}]
+            });
+            let err = parse_gold(&format!("\n{line}\n"), Path::new("gold.jsonl"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("gold.jsonl:2: note n1"), "{err}");
+            assert!(err.contains(&format!("span {start}..{end}")), "{err}");
+        }
+        let fine = serde_json::json!({
+            "id": "n1", "text": "预算已经批了",
+            "signals": [{"signal": "budget_approved", "start": 0, "end": 6}]
+        });
+        assert_eq!(
+            parse_gold(&fine.to_string(), Path::new("gold.jsonl"))
+                .unwrap()
+                .len(),
+            1
+        );
+    }
 }

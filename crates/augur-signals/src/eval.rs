@@ -66,8 +66,8 @@ pub struct EvalReport {
     pub micro: Counts,
     /// Totals per language of the note.
     pub per_language: BTreeMap<String, Counts>,
-    /// Every disagreement with the gold corpus, in note order: what to read before adding
-    /// examples or hard negatives to a pack.
+    /// Every disagreement with the gold corpus, note by note (within a note: missed spans, then
+    /// false positives): what to read before adding examples or hard negatives to a pack.
     pub errors: Vec<EvalError>,
 }
 
@@ -145,12 +145,7 @@ pub fn evaluate(gold: &[GoldNote], predicted: &[NoteSignals]) -> EvalReport {
             if at_span.clone().any(|h| h.signal == g.signal) {
                 c.found_gold += 1;
             } else {
-                let evidence: String = note
-                    .text
-                    .chars()
-                    .skip(g.start)
-                    .take(g.end - g.start)
-                    .collect();
+                let evidence = g.span_text(&note.text);
                 report.errors.push(EvalError {
                     instead: distinct(at_span.map(|h| h.signal.as_str())),
                     ..error(ErrorKind::Missed, &g.signal, span, &evidence)
@@ -250,8 +245,12 @@ mod tests {
         assert_eq!(missed[0].evidence, "下周四来演示");
         assert_eq!(missed[0].instead, ["next_step_scheduled"]);
         assert_eq!(missed[0].probability, None);
+        assert_eq!(missed[1].signal, "competitor_evaluation");
+        assert_eq!(missed[1].instead, ["payment_delay"]);
         let false_positives: Vec<_> = report.errors_of(ErrorKind::FalsePositive).collect();
         assert_eq!(false_positives.len(), 2);
+        assert_eq!(false_positives[0].signal, "next_step_scheduled");
+        assert_eq!(false_positives[0].instead, ["demo_trial_request"]);
         assert_eq!(false_positives[1].signal, "payment_delay");
         assert_eq!(false_positives[1].probability, Some(0.75));
         assert_eq!(false_positives[1].instead, ["competitor_evaluation"]);

@@ -120,12 +120,20 @@ impl SpeakerRules {
         self
     }
 
-    /// Role of a label, if it is a speaker label at all. `timestamped` turns always are; a
-    /// salutation (`贵司客户经理：`, `Dear account manager:`) never is: it names the reader.
-    fn role(&self, label: &str, timestamped: bool) -> Option<Speaker> {
+    /// What a label before a colon means. `timestamped` turns are always speaker turns. A
+    /// label that is exactly one of the configured labels is that speaker. Otherwise a salutation
+    /// (`贵司客户经理：`, `Dear Tom (Account Manager):`, `王经理您好：`) opens a letter to that
+    /// person: the text after it is not theirs. Any other label is a speaker when one of its
+    /// parts is a configured label, and a field name (`问题：`, `Next step:`) when not.
+    fn turn(&self, label: &str, timestamped: bool) -> Turn {
         let label = label.trim().to_lowercase();
-        if !timestamped && is_salutation(&label) {
-            return None;
+        let exactly = |words: &[String]| words.iter().any(|w| label == *w);
+        if !timestamped
+            && !exactly(&self.rep_labels)
+            && !exactly(&self.customer_labels)
+            && is_salutation(&label)
+        {
+            return Turn::Salutation;
         }
         let matches = |words: &[String]| {
             words.iter().any(|w| {
@@ -137,27 +145,48 @@ impl SpeakerRules {
             })
         };
         if matches(&self.rep_labels) {
-            Some(Speaker::Rep)
+            Turn::Speaker(Speaker::Rep)
         } else if matches(&self.customer_labels) {
-            Some(Speaker::Customer)
+            Turn::Speaker(Speaker::Customer)
         } else if timestamped {
-            Some(self.named_default)
+            Turn::Speaker(self.named_default)
         } else {
-            None
+            Turn::Field
         }
     }
 }
 
-/// Words that open a letter's salutation (lower case).
-const SALUTATION_OPENERS: &[&str] = &["尊敬的", "亲爱的", "dear ", "hi ", "hello ", "to "];
+/// What a `label:` at the start of a line is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// A speaker turn: what follows is this side's.
+    Speaker(Speaker),
+    /// A letter's salutation: what follows is written to that person, by someone not named.
+    Salutation,
+    /// A field name (`问题：`): the speaker does not change.
+    Field,
+}
+
+/// First words of an English salutation (lower case).
+const SALUTATION_WORDS: &[&str] = &["dear", "hi", "hello", "hey"];
+
+/// How a Chinese salutation starts or ends.
+const SALUTATION_OPENERS: &[&str] = &["尊敬的", "亲爱的"];
+const SALUTATION_CLOSERS: &[&str] = &["您好", "你好"];
 
 /// Words that address the reader's organisation: a label with them names whom the text is
 /// written to (`贵司客户经理` is "your company's account manager"), not who speaks.
-const ADDRESSEE_WORDS: &[&str] = &["贵司", "贵公司", "贵方", "贵单位", "your "];
+const ADDRESSEE_WORDS: &[&str] = &["贵司", "贵公司", "贵单位", "your "];
 
 /// Whether a lower-cased label before a colon is a salutation rather than a speaker.
 fn is_salutation(label: &str) -> bool {
-    SALUTATION_OPENERS.iter().any(|w| label.starts_with(w))
+    let first_word = label
+        .split(|c: char| !c.is_alphanumeric())
+        .find(|w| !w.is_empty())
+        .unwrap_or("");
+    SALUTATION_WORDS.contains(&first_word)
+        || SALUTATION_OPENERS.iter().any(|w| label.starts_with(w))
+        || SALUTATION_CLOSERS.iter().any(|w| label.ends_with(w))
         || ADDRESSEE_WORDS.iter().any(|w| label.contains(w))
 }
 
@@ -304,7 +333,11 @@ impl Segmenter for ClauseSegmenter {
             }
             if let Some(caps) = self.turn.captures(&body_line[offset..]) {
                 let label = caps.name("label").map_or("", |m| m.as_str());
-                if let Some(role) = self.rules.role(label, caps.name("time").is_some()) {
+                let turn = self.rules.turn(label, caps.name("time").is_some());
+                if turn == Turn::Salutation {
+                    speaker = (Speaker::Unknown, None);
+                }
+                if let Turn::Speaker(role) = turn {
                     speaker = (
                         role,
                         Some(
@@ -413,19 +446,36 @@ mod tests {
     fn a_salutation_is_not_a_speaker_turn() {
         for letter in [
             "主题：正式投诉\n贵司客户经理：\n我司将根据处理结果评估是否继续合作。",
-            "Dear Account Manager:\nWe will not renew the contract.",
+            "Dear Tom (Account Manager):\nWe will not renew the contract.",
+            "Hello, Support:\nthe ticket is three days past its SLA.",
             "尊敬的客服：\n工单已经超时三天没人处理。",
-            "Hi Sales:\nwe're also talking to Rockwell.",
+            "客服您好：\n工单已经超时三天没人处理。",
+            // A letter pasted after a rep's turn is not the rep's either.
+            "销售：转发客户来信\n王经理您好：\n我们决定不再续约。",
         ] {
             let segs = ClauseSegmenter::default().segment(letter);
-            assert!(
-                segs.iter().all(|s| s.speaker == Speaker::Unknown),
+            assert_eq!(
+                segs.last().unwrap().speaker,
+                Speaker::Unknown,
                 "{letter:?}: {segs:?}"
             );
         }
-        let chat = ClauseSegmenter::default().segment("销售：您好，报价已发。\n客户：收到");
-        assert_eq!(chat[0].speaker, Speaker::Rep);
-        assert_eq!(chat.last().unwrap().speaker, Speaker::Customer);
+    }
+
+    #[test]
+    fn labels_that_only_look_like_salutations_stay_speakers() {
+        let segs = ClauseSegmenter::default()
+            .segment("To Ka Ho (Client): 预算批了\n客户经理：好的，我今天发合同\nCustomer: thanks");
+        let roles: Vec<Speaker> = segs.iter().map(|s| s.speaker).collect();
+        assert_eq!(
+            roles,
+            [Speaker::Customer, Speaker::Rep, Speaker::Customer],
+            "{segs:?}"
+        );
+        // A configured label is never read as a salutation.
+        let rules = SpeakerRules::default().with_customer_labels(["贵司采购"]);
+        let segs = ClauseSegmenter::new(rules).segment("贵司采购：合同下周签");
+        assert_eq!(segs[0].speaker, Speaker::Customer, "{segs:?}");
     }
 
     #[test]
