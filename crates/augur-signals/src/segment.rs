@@ -127,7 +127,7 @@ impl SpeakerRules {
     /// parts is a configured label, and a field name (`问题：`, `Next step:`) when not.
     fn turn(&self, label: &str, timestamped: bool) -> Turn {
         let label = label.trim().to_lowercase();
-        let exactly = |words: &[String]| words.iter().any(|w| label == *w);
+        let exactly = |words: &[String]| words.contains(&label);
         if !timestamped
             && !exactly(&self.rep_labels)
             && !exactly(&self.customer_labels)
