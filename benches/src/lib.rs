@@ -3,6 +3,8 @@
 
 #![warn(missing_docs)]
 
+pub mod snownlp;
+
 use std::path::Path;
 
 use anyhow::{Context, Result};

