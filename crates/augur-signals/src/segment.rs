@@ -170,8 +170,10 @@ enum Turn {
 /// First words of an English salutation (lower case).
 const SALUTATION_WORDS: &[&str] = &["dear", "hi", "hello", "hey"];
 
-/// How a Chinese salutation starts or ends.
+/// How a Chinese salutation starts (`尊敬的王总：`).
 const SALUTATION_OPENERS: &[&str] = &["尊敬的", "亲爱的"];
+
+/// How a Chinese salutation ends (`王经理您好：`).
 const SALUTATION_CLOSERS: &[&str] = &["您好", "你好"];
 
 /// Words that address the reader's organisation: a label with them names whom the text is
@@ -180,8 +182,9 @@ const ADDRESSEE_WORDS: &[&str] = &["贵司", "贵公司", "贵单位", "your "];
 
 /// Whether a lower-cased label before a colon is a salutation rather than a speaker.
 fn is_salutation(label: &str) -> bool {
+    // Words end at spaces and commas only: `Hi-Tech Corp (Client)` is no greeting.
     let first_word = label
-        .split(|c: char| !c.is_alphanumeric())
+        .split(|c: char| c.is_whitespace() || matches!(c, ',' | '，'))
         .find(|w| !w.is_empty())
         .unwrap_or("");
     SALUTATION_WORDS.contains(&first_word)
@@ -465,7 +468,7 @@ mod tests {
     #[test]
     fn labels_that_only_look_like_salutations_stay_speakers() {
         let segs = ClauseSegmenter::default()
-            .segment("To Ka Ho (Client): 预算批了\n客户经理：好的，我今天发合同\nCustomer: thanks");
+            .segment("To Ka Ho (Client): 预算批了\n客户经理：好的，我今天发合同\nHi-Tech Corp (Client): thanks");
         let roles: Vec<Speaker> = segs.iter().map(|s| s.speaker).collect();
         assert_eq!(
             roles,
