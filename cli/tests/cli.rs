@@ -229,6 +229,9 @@ fn eval_signals_lists_false_positives_and_missed_spans() {
     assert_eq!(missed[0]["signal"], "competitor_evaluation");
     assert_eq!(missed[0]["evidence"], "今天天气很好");
     assert_eq!(missed[0]["note_id"], "g1");
+    // How near the signal came on that clause: scored, and below the firing threshold.
+    let nearest = missed[0]["probability"].as_f64().unwrap();
+    assert!((0.0..0.7).contains(&nearest), "{nearest}");
     let budget = listed
         .iter()
         .find(|e| e["kind"] == "false_positive" && e["signal"] == "budget_approved")

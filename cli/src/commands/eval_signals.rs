@@ -17,7 +17,8 @@ use crate::table::ensure_parent;
 /// counts as correct when it overlaps a gold span of the same signal.
 ///
 /// Every disagreement is listed with --errors FILE (JSON lines): false positives with their
-/// probability and the gold signals at that clause, missed spans with what fired there instead.
+/// probability and the gold signals at that clause; missed spans with the highest probability
+/// their signal got there (how near it came to firing) and what fired instead.
 /// Read them before adding examples or hard negatives to a pack (--signals).
 ///
 /// Examples:
@@ -81,7 +82,7 @@ pub fn run(args: EvalSignalsArgs) -> Result<()> {
     let extractor = build_extractor(&args.model, &args.pack)?;
     let notes: Vec<_> = gold.iter().map(GoldNote::to_note).collect();
     let predicted = extractor.extract_batch(&notes)?;
-    let report = evaluate(&gold, &predicted);
+    let report = evaluate(&gold, &predicted, &extractor.pack().signal_ids());
     if let Some((path, file)) = errors_file {
         write_errors(&report, path, file)?;
     }

@@ -54,6 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .display()
         .to_string();
     let thresholds = [0.5f32, 0.6, 0.7, 0.8, 0.9];
+    let signal_ids = SignalPack::builtin().signal_ids();
     for l2 in [0.03f32, 0.1, 0.3] {
         let mut pooled: Vec<Vec<(GoldNote, NoteSignals)>> = Vec::new();
         for held in 0..2 {
@@ -96,7 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                         (g, p)
                     })
                     .unzip();
-                let r = evaluate(&gold, &predicted);
+                let r = evaluate(&gold, &predicted, &signal_ids);
                 println!(
                     "l2 {l2:<5} threshold {t:.2} margin {margin:.1}: P {:.3} R {:.3} micro-F1 {:.3}",
                     r.micro.precision(),

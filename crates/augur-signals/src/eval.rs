@@ -98,7 +98,9 @@ pub struct EvalError {
     pub char_end: usize,
     /// The text of the span.
     pub evidence: String,
-    /// The prediction's probability (false positives only).
+    /// For a false positive, the prediction's probability; for a missed span, the highest
+    /// probability its signal got on a clause of the span (how near it came to firing; absent
+    /// when the extractor scored no such clause, e.g. for a signal the pack lacks).
     pub probability: Option<f32>,
     /// The other signals at that place: for a false positive, the gold signals its clause
     /// overlaps (a confusion, not a spurious hit); for a missed span, the signals predicted on it.
@@ -114,8 +116,9 @@ impl EvalReport {
 
 /// Scores predictions against gold. A prediction is correct when its span overlaps a gold span of
 /// the same signal in the same note; a gold span is found when some such prediction overlaps it.
-/// Every prediction and gold span that is not matched becomes an [`EvalError`].
-pub fn evaluate(gold: &[GoldNote], predicted: &[NoteSignals]) -> EvalReport {
+/// Every prediction and gold span that is not matched becomes an [`EvalError`]; `signal_ids`
+/// are the pack's signals in order (`SignalExtractor::pack`), to read the clause scores with.
+pub fn evaluate(gold: &[GoldNote], predicted: &[NoteSignals], signal_ids: &[String]) -> EvalReport {
     let mut report = EvalReport {
         notes: gold.len(),
         ..EvalReport::default()
@@ -146,7 +149,18 @@ pub fn evaluate(gold: &[GoldNote], predicted: &[NoteSignals]) -> EvalReport {
                 c.found_gold += 1;
             } else {
                 let evidence = g.span_text(&note.text);
+                let nearest = signal_ids
+                    .iter()
+                    .position(|id| *id == g.signal)
+                    .and_then(|s| {
+                        pred.clause_scores
+                            .iter()
+                            .filter(|c| overlaps((c.char_start, c.char_end), span))
+                            .map(|c| c.signals[s])
+                            .reduce(f32::max)
+                    });
                 report.errors.push(EvalError {
+                    probability: nearest,
                     instead: distinct(at_span.map(|h| h.signal.as_str())),
                     ..error(ErrorKind::Missed, &g.signal, span, &evidence)
                 });
@@ -236,7 +250,18 @@ mod tests {
             ]
         }))
         .unwrap();
-        let report = evaluate(&gold, &[predicted]);
+        // Every clause's scores, as the extractor keeps them: the demo clause came near.
+        let mut predicted = predicted;
+        predicted.clause_scores = [(0, 6, [0.9, 0.1, 0.0]), (7, 13, [0.0, 0.62, 0.1])]
+            .into_iter()
+            .map(|(char_start, char_end, signals)| crate::ClauseScores {
+                char_start,
+                char_end,
+                signals: signals.to_vec(),
+            })
+            .collect();
+        let ids = ["budget_approved", "demo_trial_request", "payment_delay"].map(String::from);
+        let report = evaluate(&gold, &[predicted], &ids);
         assert_eq!(report.micro.correct_predictions, 1);
         assert_eq!(report.micro.found_gold, 1);
         let missed: Vec<_> = report.errors_of(ErrorKind::Missed).collect();
@@ -244,8 +269,9 @@ mod tests {
         assert_eq!(missed[0].signal, "demo_trial_request");
         assert_eq!(missed[0].evidence, "下周四来演示");
         assert_eq!(missed[0].instead, ["next_step_scheduled"]);
-        assert_eq!(missed[0].probability, None);
+        assert_eq!(missed[0].probability, Some(0.62));
         assert_eq!(missed[1].signal, "competitor_evaluation");
+        assert_eq!(missed[1].probability, None, "a signal the pack lacks");
         assert_eq!(missed[1].instead, ["payment_delay"]);
         let false_positives: Vec<_> = report.errors_of(ErrorKind::FalsePositive).collect();
         assert_eq!(false_positives.len(), 2);

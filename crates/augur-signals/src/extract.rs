@@ -102,6 +102,21 @@ pub struct NoteSignals {
     pub sentiment: f32,
     /// Number of clauses analysed.
     pub segments: usize,
+    /// Every clause's probability for every signal, hit or not (what error analysis reads;
+    /// not serialised).
+    #[serde(skip)]
+    pub clause_scores: Vec<ClauseScores>,
+}
+
+/// The probabilities one clause got, whether or not a signal fired.
+#[derive(Debug, Clone)]
+pub struct ClauseScores {
+    /// Clause start, in chars of the note text.
+    pub char_start: usize,
+    /// Clause end (exclusive), in chars.
+    pub char_end: usize,
+    /// One probability per signal of the pack, in the pack's order.
+    pub signals: Vec<f32>,
 }
 
 /// Configures a [`SignalExtractor`].
@@ -716,6 +731,7 @@ impl SignalExtractor {
         let mut out = Vec::with_capacity(notes.len());
         for (note, segments) in notes.iter().zip(segmented) {
             let mut hits = Vec::new();
+            let mut clause_scores = Vec::with_capacity(segments.len());
             let mut sentiment_sum = 0f32;
             let mut sentiment_count = 0usize;
             for segment in &segments {
@@ -732,6 +748,11 @@ impl SignalExtractor {
                         probabilities[slot] = row[label];
                     }
                 }
+                clause_scores.push(ClauseScores {
+                    char_start: segment.char_start,
+                    char_end: segment.char_end,
+                    signals: probabilities[..n_signals].to_vec(),
+                });
                 let best = probabilities[..n_signals]
                     .iter()
                     .copied()
@@ -783,6 +804,7 @@ impl SignalExtractor {
                     sentiment_sum / sentiment_count as f32
                 },
                 segments: segments.len(),
+                clause_scores,
             });
         }
         Ok(out)

@@ -30,6 +30,6 @@ pub mod pack;
 pub mod segment;
 
 pub use error::{Result, SignalError};
-pub use extract::{Hit, Note, NoteSignals, SignalExtractor, SignalExtractorBuilder};
+pub use extract::{ClauseScores, Hit, Note, NoteSignals, SignalExtractor, SignalExtractorBuilder};
 pub use pack::{SignalDef, SignalKind, SignalPack};
 pub use segment::{ClauseSegmenter, Segment, Segmenter, Speaker, SpeakerRules};

@@ -447,6 +447,11 @@ impl SignalPack {
         self
     }
 
+    /// The signals' ids, in the pack's order (the order of [`crate::ClauseScores::signals`]).
+    pub fn signal_ids(&self) -> Vec<String> {
+        self.signals.iter().map(|s| s.id.clone()).collect()
+    }
+
     /// The signal with this id.
     pub fn signal(&self, id: &str) -> Option<&SignalDef> {
         self.signals.iter().find(|s| s.id == id)

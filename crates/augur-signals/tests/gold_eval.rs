@@ -70,7 +70,7 @@ fn micro_f1_on_the_test_half_does_not_regress() {
     assert!(test.len() >= 100, "the test half has {} notes", test.len());
     let notes: Vec<_> = test.iter().map(GoldNote::to_note).collect();
     let predicted = extractor.extract_batch(&notes).unwrap();
-    let report = evaluate(&test, &predicted);
+    let report = evaluate(&test, &predicted, &extractor.pack().signal_ids());
     print_report("test half", &report);
     assert!(
         report.micro.f1() >= MICRO_F1_FLOOR,
