@@ -85,7 +85,9 @@ impl LiveScorer {
         let note = Note::new(message.id.clone(), message.text.clone())
             .with_account(message.account_id.clone())
             .with_date(message.date);
-        let found = self.extractor.extract(&note)?;
+        let mut found = self.extractor.extract(&note)?;
+        // The timeline lives as long as the process: keep the hits, not every clause's scores.
+        found.clause_scores = Vec::new();
         let (features, count) = {
             let mut accounts = self.accounts.lock().expect("account state lock");
             let timeline = accounts
