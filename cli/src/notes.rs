@@ -1,12 +1,12 @@
 //! Reading a notes table into extractor input: column mapping, date parsing, and rejects with
 //! reasons for every row that cannot be used.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use augur_signals::Note;
 use chrono::{NaiveDate, NaiveDateTime};
-use polars::prelude::{Column, DataFrame, DataType};
+use polars::prelude::{Column, DataFrame};
 
-use crate::table::required_strings;
+use crate::table::{optional_strings, required_strings};
 
 /// Which input columns hold what.
 #[derive(clap::Args, Debug, Clone)]
@@ -55,22 +55,6 @@ pub fn parse_date(raw: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(raw, "%Y-%m-%d")
         .or_else(|_| NaiveDate::parse_from_str(raw, "%Y/%m/%d"))
         .ok()
-}
-
-/// An optional column as strings (any type is cast), or `None` when the table has no such column.
-pub fn optional_strings(df: &DataFrame, name: &str) -> Result<Option<Vec<Option<String>>>> {
-    let Ok(column) = df.column(name) else {
-        return Ok(None);
-    };
-    let cast = column
-        .cast(&DataType::String)
-        .with_context(|| format!("column `{name}`: cannot read as text"))?;
-    let strings = cast
-        .str()
-        .map_err(|e| anyhow::anyhow!("column `{name}`: {e}"))?;
-    Ok(Some(
-        strings.iter().map(|v| v.map(str::to_string)).collect(),
-    ))
 }
 
 /// The usable notes of a table (with their 0-based row) and the rejected rows.

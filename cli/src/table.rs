@@ -6,10 +6,9 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::notes::optional_strings;
 use polars::prelude::{
-    CsvReadOptions, CsvWriter, DataFrame, JsonFormat, JsonReader, JsonWriter, ParquetReader,
-    ParquetWriter, SerReader, SerWriter, StringChunked,
+    CsvReadOptions, CsvWriter, DataFrame, DataType, JsonFormat, JsonReader, JsonWriter,
+    ParquetReader, ParquetWriter, SerReader, SerWriter, StringChunked,
 };
 
 /// A table file format, chosen by extension.
@@ -83,6 +82,22 @@ pub fn write_table(df: &mut DataFrame, path: &Path) -> Result<()> {
     drop(file);
     std::fs::rename(&partial, path)
         .with_context(|| format!("{}: cannot move into place", path.display()))
+}
+
+/// An optional column as strings (any type is cast), or `None` when the table has no such column.
+pub fn optional_strings(df: &DataFrame, name: &str) -> Result<Option<Vec<Option<String>>>> {
+    let Ok(column) = df.column(name) else {
+        return Ok(None);
+    };
+    let cast = column
+        .cast(&DataType::String)
+        .with_context(|| format!("column `{name}`: cannot read as text"))?;
+    let strings = cast
+        .str()
+        .map_err(|e| anyhow::anyhow!("column `{name}`: {e}"))?;
+    Ok(Some(
+        strings.iter().map(|v| v.map(str::to_string)).collect(),
+    ))
 }
 
 /// What to say when `df` has no column `name`: the columns it has, and the flag that picks one.

