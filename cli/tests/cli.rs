@@ -262,6 +262,61 @@ fn eval_signals_lists_false_positives_and_missed_spans() {
 }
 
 #[test]
+fn eval_signals_against_a_second_annotation_needs_no_model() {
+    let gold_zh = repo().join("fixtures/signals/gold_zh.jsonl");
+    let gold_en = repo().join("fixtures/signals/gold_en.jsonl");
+    let blind = repo().join("fixtures/signals/agreement/blind_test.jsonl");
+    let files = [gold_zh.to_str().unwrap(), gold_en.to_str().unwrap()];
+    // A model that does not exist: the annotation is scored, no encoder is loaded.
+    let run = augur(&[
+        "eval-signals",
+        files[0],
+        files[1],
+        "--against",
+        blind.to_str().unwrap(),
+        "--model",
+        "no-such-model",
+        "--json",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert_eq!(report["notes"], 129);
+    let micro = &report["micro"];
+    assert_eq!(micro["gold"], 370);
+    let (correct, predicted) = (
+        micro["correct_predictions"].as_f64().unwrap(),
+        micro["predictions"].as_f64().unwrap(),
+    );
+    let (found, gold) = (
+        micro["found_gold"].as_f64().unwrap(),
+        micro["gold"].as_f64().unwrap(),
+    );
+    let (p, r) = (correct / predicted, found / gold);
+    // The blind annotation agrees with the gold far above the extractor (0.74): the corpus is
+    // consistent enough to measure against (fixtures/signals/agreement/README.md).
+    assert!(2.0 * p * r / (p + r) > 0.9, "agreement P {p:.3} R {r:.3}");
+    // Train notes are not annotated: the error names one and the flag to use.
+    let run = augur(&[
+        "eval-signals",
+        files[0],
+        "--split",
+        "all",
+        "--against",
+        blind.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("blind_test.jsonl: note zh-") && stderr.contains("--split"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn fit_and_eval_name_the_columns_found_and_take_other_column_names() {
     let dir = tempfile::tempdir().unwrap();
     let examples = dir.path().join("examples.csv");

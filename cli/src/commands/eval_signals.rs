@@ -4,10 +4,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use augur_signals::eval::{evaluate, load_gold, ErrorKind, EvalReport, GoldNote};
+use augur_signals::eval::{
+    annotation_as_predictions, evaluate, load_gold, ErrorKind, EvalReport, GoldNote,
+};
 use clap::ValueEnum;
 
-use crate::commands::signals::{build_extractor, PackArgs};
+use crate::commands::signals::{build_extractor, load_pack, PackArgs};
 use crate::commands::ModelArgs;
 use crate::table::ensure_parent;
 
@@ -21,9 +23,14 @@ use crate::table::ensure_parent;
 /// their signal got there (how near it came to firing) and what fired instead.
 /// Read them before adding examples or hard negatives to a pack (--signals).
 ///
+/// With --against FILE, no model runs: FILE is a second annotation of the same notes (same
+/// format), scored in the extractor's place. The result is the agreement between two
+/// annotators, the ceiling to read the extractor's F1 against.
+///
 /// Examples:
 ///   augur eval-signals fixtures/signals/gold_zh.jsonl fixtures/signals/gold_en.jsonl
 ///   augur eval-signals fixtures/signals/gold_*.jsonl --split train --errors errors.jsonl
+///   augur eval-signals fixtures/signals/gold_*.jsonl --against fixtures/signals/agreement/blind_test.jsonl
 #[derive(clap::Args, Debug)]
 #[command(verbatim_doc_comment)]
 pub struct EvalSignalsArgs {
@@ -39,6 +46,10 @@ pub struct EvalSignalsArgs {
     /// Write every false positive and missed span to FILE, one JSON object per line.
     #[arg(long, value_name = "FILE")]
     pub errors: Option<PathBuf>,
+    /// Score a second annotation of the notes (gold format) instead of the extractor: agreement
+    /// between annotators. The model is not loaded.
+    #[arg(long, value_name = "FILE")]
+    pub against: Option<PathBuf>,
     #[command(flatten)]
     pub pack: PackArgs,
     #[command(flatten)]
@@ -79,10 +90,19 @@ pub fn run(args: EvalSignalsArgs) -> Result<()> {
             Ok((path, file))
         })
         .transpose()?;
-    let extractor = build_extractor(&args.model, &args.pack)?;
-    let notes: Vec<_> = gold.iter().map(GoldNote::to_note).collect();
-    let predicted = extractor.extract_batch(&notes)?;
-    let report = evaluate(&gold, &predicted, &extractor.pack().signal_ids());
+    let report = match &args.against {
+        Some(path) => {
+            let pack = load_pack(&args.pack)?;
+            let predicted = annotation_as_predictions(&gold, &load_gold(path)?, path, &pack)?;
+            evaluate(&gold, &predicted, &pack.signal_ids())
+        }
+        None => {
+            let extractor = build_extractor(&args.model, &args.pack)?;
+            let notes: Vec<_> = gold.iter().map(GoldNote::to_note).collect();
+            let predicted = extractor.extract_batch(&notes)?;
+            evaluate(&gold, &predicted, &extractor.pack().signal_ids())
+        }
+    };
     if let Some((path, file)) = errors_file {
         write_errors(&report, path, file)?;
     }

@@ -59,9 +59,9 @@ pub fn resume_settings(
     )
 }
 
-/// Loads the model and the pack, then fits the few-shot heads (a few seconds).
-pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtractor> {
-    let signals = match &pack.signals {
+/// The pack of `--signals` / `--no-builtin`: the built-in B2B pack, extended or replaced.
+pub fn load_pack(pack: &PackArgs) -> Result<SignalPack> {
+    Ok(match &pack.signals {
         None => SignalPack::builtin(),
         Some(path) => {
             let own = SignalPack::from_file(path)?;
@@ -71,7 +71,12 @@ pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtra
                 SignalPack::builtin().extended_with(own)
             }
         }
-    };
+    })
+}
+
+/// Loads the model and the pack, then fits the few-shot heads (a few seconds).
+pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtractor> {
+    let signals = load_pack(pack)?;
     let embedder = Embedder::builder(&model.model)
         .with_locator(model.locator())
         .with_int8(model.int8)

@@ -35,6 +35,14 @@ pub enum SignalError {
         /// What is wrong.
         message: String,
     },
+    /// A second annotation does not match the gold notes it is scored against.
+    #[error("{path}: {message}")]
+    Annotation {
+        /// The annotation file.
+        path: PathBuf,
+        /// Which note, and what does not match.
+        message: String,
+    },
     /// A fitted classifier (`--adapter`) does not fit the pack.
     #[error("adapter: {0}")]
     Classifier(String),

@@ -2,11 +2,15 @@
 //! precision / recall / F1 and micro-F1, overall and per language.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Serialize;
 
 pub use crate::corpus::{load_gold, GoldNote, GoldSignal};
-use crate::extract::NoteSignals;
+use crate::error::{Result, SignalError};
+use crate::extract::{Hit, NoteSignals};
+use crate::pack::SignalPack;
+use crate::segment::Speaker;
 
 /// Counts for one signal (or a total).
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -201,6 +205,83 @@ pub fn evaluate(gold: &[GoldNote], predicted: &[NoteSignals], signal_ids: &[Stri
     report
 }
 
+/// A second annotation of the gold notes (same format, read from `origin`), as predictions to
+/// [`evaluate`]: every annotated span becomes a hit with probability 1. Scored that way, the
+/// report is the agreement between two annotators: the ceiling to read the extractor's F1
+/// against. Notes are matched by id; each gold note must be annotated, over the same text, with
+/// signals of `pack`.
+pub fn annotation_as_predictions(
+    gold: &[GoldNote],
+    annotation: &[GoldNote],
+    origin: &Path,
+    pack: &SignalPack,
+) -> Result<Vec<NoteSignals>> {
+    let refuse = |message: String| SignalError::Annotation {
+        path: origin.to_path_buf(),
+        message,
+    };
+    let by_id: BTreeMap<&str, &GoldNote> = annotation.iter().map(|n| (n.id.as_str(), n)).collect();
+    gold.iter()
+        .map(|note| {
+            let other = by_id.get(note.id.as_str()).ok_or_else(|| {
+                refuse(format!(
+                    "note {} is not annotated (the file annotates {} notes; score the split it covers with --split)",
+                    note.id,
+                    annotation.len()
+                ))
+            })?;
+            if other.text != note.text {
+                return Err(refuse(format!(
+                    "note {}: the annotated text differs from the gold note's; both must annotate the same text",
+                    note.id
+                )));
+            }
+            let byte_at = |char_index: usize| {
+                note.text
+                    .char_indices()
+                    .nth(char_index)
+                    .map_or(note.text.len(), |(b, _)| b)
+            };
+            let hits = other
+                .signals
+                .iter()
+                .map(|s| {
+                    let def = pack.signal(&s.signal).ok_or_else(|| {
+                        refuse(format!(
+                            "note {}: signal `{}` is not in pack {} (its signals: {})",
+                            note.id,
+                            s.signal,
+                            pack.name,
+                            pack.signal_ids().join(", ")
+                        ))
+                    })?;
+                    Ok(Hit {
+                        note_id: note.id.clone(),
+                        account_id: note.account_id.clone(),
+                        signal: s.signal.clone(),
+                        kind: def.kind,
+                        probability: 1.0,
+                        evidence: s.span_text(&note.text),
+                        char_start: s.start,
+                        char_end: s.end,
+                        byte_start: byte_at(s.start),
+                        byte_end: byte_at(s.end),
+                        speaker: Speaker::Unknown,
+                        attributes: BTreeMap::new(),
+                    })
+                })
+                .collect::<Result<Vec<Hit>>>()?;
+            Ok(NoteSignals {
+                note_id: note.id.clone(),
+                hits,
+                sentiment: 0.0,
+                segments: 0,
+                clause_scores: Vec::new(),
+            })
+        })
+        .collect()
+}
+
 /// The distinct signal ids, in first-seen order.
 fn distinct<'a>(signals: impl Iterator<Item = &'a str>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
@@ -280,5 +361,58 @@ mod tests {
         assert_eq!(false_positives[1].signal, "payment_delay");
         assert_eq!(false_positives[1].probability, Some(0.75));
         assert_eq!(false_positives[1].instead, ["competitor_evaluation"]);
+    }
+
+    #[test]
+    fn a_second_annotation_is_scored_as_predictions_and_mismatches_are_refused() {
+        let note = |signals: serde_json::Value, text: &str| {
+            serde_json::json!({"id": "n1", "lang": "zh", "text": text, "signals": signals})
+                .to_string()
+        };
+        let text = "预算已经批了，下周四来演示";
+        // Both annotators mark the budget; the demo clause is read as `demo_signal`.
+        let annotated = |demo_signal: &str, origin: &Path| {
+            let signals = serde_json::json!([
+                {"signal": "budget_approved", "start": 0, "end": 6},
+                {"signal": demo_signal, "start": 7, "end": 13}
+            ]);
+            parse_gold(&note(signals, text), origin).unwrap()
+        };
+        let gold = annotated("demo_trial_request", Path::new("gold"));
+        let pack = SignalPack::builtin();
+        let origin = Path::new("second.jsonl");
+        // The second annotator calls the demo a scheduled next step.
+        let second = annotated("next_step_scheduled", origin);
+        let predicted = annotation_as_predictions(&gold, &second, origin, &pack).unwrap();
+        let hit = &predicted[0].hits[1];
+        assert_eq!((hit.char_start, hit.byte_start, hit.byte_end), (7, 21, 39));
+        assert_eq!(hit.evidence, "下周四来演示");
+        let report = evaluate(&gold, &predicted, &pack.signal_ids());
+        assert_eq!(report.micro.correct_predictions, 1);
+        assert_eq!(report.micro.found_gold, 1);
+        assert_eq!(report.per_signal["next_step_scheduled"].predictions, 1);
+
+        let refused = |annotation: &str| {
+            let annotation = parse_gold(annotation, origin).unwrap();
+            annotation_as_predictions(&gold, &annotation, origin, &pack)
+                .unwrap_err()
+                .to_string()
+        };
+        let unknown = refused(&note(
+            serde_json::json!([{"signal": "budget_aproved", "start": 0, "end": 6}]),
+            text,
+        ));
+        assert!(
+            unknown.starts_with("second.jsonl: note n1: signal `budget_aproved` is not in pack"),
+            "{unknown}"
+        );
+        let other_text = refused(&note(serde_json::json!([]), "预算已经批了。下周四来演示"));
+        assert!(other_text.contains("text differs"), "{other_text}");
+        let missing =
+            refused(&serde_json::json!({"id": "n2", "text": text, "signals": []}).to_string());
+        assert!(
+            missing.contains("note n1 is not annotated") && missing.contains("--split"),
+            "{missing}"
+        );
     }
 }
