@@ -1,13 +1,13 @@
 //! Augur's own BERT forward against stock candle-transformers on the real weights: same ids, same
 //! padding, last hidden state within 1e-4.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use augur_benches::{first_windows, pad_batch, CandleBaseline};
 use augur_core::{Embedder, InputKind, LongTextPolicy, ModelLocator};
 
 fn model_dir(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo"))
         .join("../models")
         .join(name);
     assert!(

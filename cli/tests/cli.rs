@@ -4,8 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The checkout under test, read when the test runs: a compile-time `env!` path would point
+/// into whichever checkout first built the binary when a build cache is shared (`.ci/run`).
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo")).join("..")
+}
+
+/// Regression: test binaries reused from a build made in another checkout (the CI cache is
+/// shared) read that checkout's fixtures and models, or failed when it was gone. Cargo runs
+/// tests from the package folder, so the root must be its parent.
+#[test]
+fn fixtures_are_read_from_the_checkout_under_test() {
+    let here = std::env::current_dir().unwrap().join("..");
+    assert_eq!(repo().canonicalize().unwrap(), here.canonicalize().unwrap());
 }
 
 fn augur(args: &[&str]) -> Output {

@@ -1,14 +1,17 @@
 //! `augur watch`: one result line per message, state per account, errors do not stop the stream.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 #[test]
 fn watch_answers_every_line_and_keeps_account_state() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_augur"))
         .arg("watch")
-        .current_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .current_dir(
+            PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo"))
+                .join(".."),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

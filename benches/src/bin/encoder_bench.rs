@@ -22,7 +22,8 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo")).join("..");
     let mut args = Args {
         model: root.join("models/multilingual-e5-small"),
         corpus: root.join("benches/corpus/encoder_corpus.jsonl"),
@@ -287,7 +288,8 @@ fn python_baselines(args: &Args, ids: &[Vec<u32>], single: &[u32], augur: &Augur
         serde_json::json!({"batches": batches, "single": single, "runs": args.single_runs})
             .to_string(),
     )?;
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python_baselines.py");
+    let script = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo"))
+        .join("python_baselines.py");
     let output = std::process::Command::new(&args.python)
         .arg(&script)
         .arg("--model")

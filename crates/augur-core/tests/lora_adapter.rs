@@ -12,7 +12,8 @@ use serde::Deserialize;
 use support::real_model_dir;
 
 fn reference_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/reference")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo"))
+        .join("../../fixtures/reference")
 }
 
 #[derive(Deserialize)]

@@ -22,8 +22,9 @@ struct ReferenceItem {
 }
 
 fn reference() -> Reference {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fixtures/reference/minilm_sentence_transformers.json");
+    let path =
+        std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo"))
+            .join("../../fixtures/reference/minilm_sentence_transformers.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

@@ -20,7 +20,8 @@ use augur_signals::extract::pack_examples;
 use augur_signals::{ClauseSegmenter, SignalPack};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo"))
+        .join("../..");
     let mut args = std::env::args().skip(1);
     let out = PathBuf::from(
         args.next()

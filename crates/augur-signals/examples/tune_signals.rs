@@ -16,7 +16,8 @@ use augur_signals::eval::{evaluate, load_gold, GoldNote};
 use augur_signals::{NoteSignals, SignalExtractor, SignalPack};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo"))
+        .join("../..");
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let adapters: Option<Vec<PathBuf>> = match args.iter().position(|a| a == "--adapters") {
         Some(at) => {

@@ -10,7 +10,8 @@ use candle_core::{DType, Device, Tensor};
 
 /// `models/` at the repository root, where `models/fetch` provisions real weights.
 pub fn repo_models_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo"))
+        .join("../../models")
 }
 
 /// A real provisioned model directory; panics with the fix when it is missing.

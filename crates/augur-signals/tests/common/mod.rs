@@ -2,14 +2,14 @@
 // Each test file uses its own part of these helpers.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use augur_core::{Embedder, ModelLocator};
 use augur_signals::SignalPack;
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run through cargo")).join("../..")
 }
 
 /// multilingual-e5-small as `models/fetch` provisions it.
