@@ -56,7 +56,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .to_string();
     let thresholds = [0.5f32, 0.6, 0.7, 0.8, 0.9];
     let signal_ids = SignalPack::builtin().signal_ids();
-    for l2 in [0.03f32, 0.1, 0.3] {
+    for l2 in [0.1f32] {
         let mut pooled: Vec<Vec<(GoldNote, NoteSignals)>> = Vec::new();
         for held in 0..2 {
             let mut pack = SignalPack::builtin();
