@@ -42,6 +42,13 @@ enum Command {
 }
 
 fn main() {
+    // Output piped into `head` and closed early ends the command quietly, as for other Unix
+    // tools, instead of a panic on the next print.
+    #[cfg(unix)]
+    // SAFETY: restores the default action for SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Extract(args) => commands::extract::run(args),
@@ -56,7 +63,24 @@ fn main() {
         Command::Models(command) => commands::models::run(command),
     };
     if let Err(error) = result {
-        eprintln!("error: {error:#}");
+        eprintln!("error: {}", describe(&error));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes, joined by `: `, each cause left out when the text so far already
+/// says it (library errors repeat their source, e.g. `file: No such file…: No such file…`).
+fn describe(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }

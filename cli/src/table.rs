@@ -46,14 +46,16 @@ impl Format {
 pub fn read_table(path: &Path) -> Result<DataFrame> {
     let format = Format::of(path)?;
     let open = || File::open(path).with_context(|| format!("{}: cannot open", path.display()));
+    // Opened first for every format, so a missing file gets one plain message.
+    let file = open()?;
     let df = match format {
         Format::Csv => CsvReadOptions::default()
             .with_has_header(true)
             .with_infer_schema_length(Some(10_000))
             .try_into_reader_with_file_path(Some(path.to_path_buf()))?
             .finish(),
-        Format::Parquet => ParquetReader::new(open()?).finish(),
-        Format::NdJson => JsonReader::new(open()?)
+        Format::Parquet => ParquetReader::new(file).finish(),
+        Format::NdJson => JsonReader::new(file)
             .with_json_format(JsonFormat::JsonLines)
             .finish(),
     };
@@ -133,6 +135,40 @@ pub fn string_column<'a>(df: &'a DataFrame, name: &str, flag: &str) -> Result<&'
         .with_context(|| format!("column `{name}` must hold text, found {}", column.dtype()))
 }
 
+/// Where `path` points once written: the file itself when it exists, otherwise its folder
+/// resolved plus its name (`None` when the folder does not exist yet, so nothing there can be an
+/// input).
+fn resolved(path: &Path) -> Option<std::path::PathBuf> {
+    if let Ok(real) = path.canonicalize() {
+        return Some(real);
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Some(dir.canonicalize().ok()?.join(path.file_name()?))
+}
+
+/// Refuses to start when an output path names one of the inputs: writing there would destroy
+/// the data being read. `outputs` pairs each path with the flag or rule that set it. Checked
+/// before any model is loaded.
+pub fn refuse_overwriting_inputs(inputs: &[&Path], outputs: &[(&str, &Path)]) -> Result<()> {
+    for input in inputs {
+        let Some(input_file) = resolved(input) else {
+            continue;
+        };
+        for (flag, output) in outputs {
+            if resolved(output).as_ref() == Some(&input_file) {
+                bail!(
+                    "{flag} {} is the input file {}: writing there would destroy it; choose another path",
+                    output.display(),
+                    input.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
 /// Creates the folder `path` will be written into, if missing.
 pub fn ensure_parent(path: &Path) -> Result<()> {
     match path.parent() {

@@ -809,3 +809,140 @@ fn subcommand_help_shows_the_details_and_examples() {
     );
     assert!(lines[watch + 1].starts_with("fit "), "{top}");
 }
+
+/// Regression: an output (or rejects) path naming the input overwrote the notes being read.
+#[test]
+fn outputs_that_name_the_input_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.csv");
+    std::fs::copy(repo().join("fixtures/notes/sample_notes.csv"), &notes).unwrap();
+    let original = std::fs::read(&notes).unwrap();
+    let same = notes.to_str().unwrap();
+    // The same file through another spelling of its folder.
+    let spelled = dir.path().join(".").join("notes.csv");
+    let other = dir.path().join("out.csv");
+    for args in [
+        vec!["extract", same, "-o", same],
+        vec![
+            "extract",
+            same,
+            "-o",
+            other.to_str().unwrap(),
+            "--rejects",
+            spelled.to_str().unwrap(),
+        ],
+        vec!["score", same, "-o", same],
+        vec!["embed", same, "-o", spelled.to_str().unwrap()],
+    ] {
+        let run = augur(&args);
+        assert!(!run.status.success(), "{args:?}");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            stderr.contains("is the input file") && !stderr.contains("model:"),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(std::fs::read(&notes).unwrap(), original, "{args:?}");
+    }
+}
+
+/// Regression: rules on a misspelt signal, score or band were accepted and never fired; they are
+/// refused before the notes are extracted.
+#[test]
+fn rules_that_can_never_fire_are_refused_with_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = repo().join("fixtures/notes/sample_notes.csv");
+    for (when, expected) in [
+        (
+            "signal = \"budget_aproved\"",
+            "signal `budget_aproved` is not in pack b2b",
+        ),
+        (
+            "score = \"churn\", band = \"high\"",
+            "score `churn` is not one of churn_risk, lead_intent",
+        ),
+        (
+            "score = \"churn_risk\", band = \"hgh\"",
+            "band `hgh` is not one of high, medium, low",
+        ),
+    ] {
+        let rules = dir.path().join("rules.toml");
+        std::fs::write(
+            &rules,
+            format!(
+                "[[rule]]\nid = \"r1\"\nwhen = {{ {when} }}\naction = \"call\"\nteam = \"csm\"\n"
+            ),
+        )
+        .unwrap();
+        let run = augur(&[
+            "score",
+            notes.to_str().unwrap(),
+            "-o",
+            dir.path().join("scores.ndjson").to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            "--events",
+            dir.path().join("events.ndjson").to_str().unwrap(),
+        ]);
+        assert!(!run.status.success());
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            stderr.contains("rule `r1`: ") && stderr.contains(expected),
+            "{when}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("model:"),
+            "checked before extraction: {stderr}"
+        );
+    }
+}
+
+/// Regression: scoring a split the gold files do not have reported a perfect 1.000 on 0 notes.
+#[test]
+fn eval_signals_on_an_empty_split_says_which_splits_exist() {
+    let blind = repo().join("fixtures/signals/agreement/blind_test.jsonl");
+    let blind = blind.to_str().unwrap();
+    let run = augur(&[
+        "eval-signals",
+        blind,
+        "--split",
+        "train",
+        "--against",
+        blind,
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("129 with split `test`"), "{stderr}");
+}
+
+/// Regression: a missing file's OS error was printed twice, and output closed early (`| head`)
+/// made the command panic.
+#[test]
+fn errors_say_things_once_and_a_closed_pipe_is_not_a_panic() {
+    let run = augur(&["eval-signals", "no-such-gold.jsonl"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(stderr.matches("os error 2").count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: no-such-gold.jsonl: "),
+        "{stderr}"
+    );
+
+    let gold = repo().join("fixtures/signals/gold_zh.jsonl");
+    let blind = repo().join("fixtures/signals/agreement/blind_test.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_augur"))
+        .args([
+            "eval-signals",
+            gold.to_str().unwrap(),
+            "--json",
+            "--against",
+        ])
+        .arg(&blind)
+        .current_dir(repo())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -352,3 +352,51 @@ fn planted_drivers_explain_the_scores_and_fitting_learns_them() {
         "held-out AUC {held_out_auc:.3} < 0.85"
     );
 }
+
+/// Regression: `--labels` only worked for `churned` / `won`, and a label such as `yes` or `TRUE`
+/// silently counted as negative.
+#[test]
+fn fit_scorer_takes_any_label_column_and_refuses_unreadable_labels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let notes = repo().join("fixtures/notes/sample_notes.csv");
+    let accounts = tmp.path().join("accounts.csv");
+    std::fs::write(
+        &accounts,
+        "account_id,lost\nACC-1001,0\nACC-1002,1\nACC-1003,TRUE\nACC-1004,yes\nACC-1005,no\n",
+    )
+    .unwrap();
+    let model = tmp.path().join("model.json");
+    let fit = augur(&[
+        "fit-scorer",
+        notes.to_str().unwrap(),
+        "--accounts",
+        accounts.to_str().unwrap(),
+        "--labels",
+        "lost",
+        "-o",
+        model.to_str().unwrap(),
+    ]);
+    let report = String::from_utf8_lossy(&fit.stdout);
+    assert!(report.contains("on 5 accounts (3 positive"), "{report}");
+    // The label column is an outcome, not a feature of the model.
+    let saved = std::fs::read_to_string(&model).unwrap();
+    assert!(!saved.contains("account.lost"), "{saved}");
+
+    std::fs::write(&accounts, "account_id,lost\nACC-1001,0\nACC-1002,maybe\n").unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_augur"))
+        .args(["fit-scorer", notes.to_str().unwrap(), "--accounts"])
+        .arg(&accounts)
+        .args(["--labels", "lost", "-o"])
+        .arg(&model)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("row 2 (account ACC-1002): label `lost` is `maybe`"),
+        "{stderr}"
+    );
+    // Refused before any note is extracted: no model is loaded.
+    assert!(!stderr.contains("model:"), "{stderr}");
+}

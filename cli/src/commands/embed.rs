@@ -11,7 +11,7 @@ use polars::prelude::{
 
 use crate::chunked::{run_job, ChunkOutput, JobSettings};
 use crate::commands::ModelArgs;
-use crate::table::{string_column, Format};
+use crate::table::{refuse_overwriting_inputs, string_column, Format};
 
 /// Embed every row's text into a vector.
 ///
@@ -81,6 +81,7 @@ const MISSING_TEXT: &str = "rows without usable text";
 /// Runs `augur embed`.
 pub fn run(args: EmbedArgs) -> Result<()> {
     let output_format = Format::of(&args.output)?;
+    refuse_overwriting_inputs(&[&args.input], &[("--output", &args.output)])?;
     let long_text = match args.long_text {
         LongTextArg::Chunk => LongTextPolicy::Chunk {
             overlap: args.overlap,

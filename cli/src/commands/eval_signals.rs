@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use augur_signals::eval::{
     annotation_as_predictions, evaluate, load_gold, ErrorKind, EvalReport, GoldNote,
 };
@@ -78,7 +78,25 @@ pub fn run(args: EvalSignalsArgs) -> Result<()> {
         SplitArg::Train => Some("train"),
         SplitArg::All => None,
     };
+    let mut splits: std::collections::BTreeMap<String, usize> = Default::default();
+    for note in &gold {
+        *splits.entry(note.split.clone()).or_default() += 1;
+    }
     gold.retain(|n| wanted.is_none_or(|w| n.split == w));
+    if gold.is_empty() {
+        let found: Vec<String> = splits
+            .iter()
+            .map(|(split, n)| format!("{n} with split `{split}`"))
+            .collect();
+        bail!(
+            "no notes to score: the gold files hold {}; choose --split test, train or all",
+            if found.is_empty() {
+                "no notes".to_string()
+            } else {
+                found.join(", ")
+            }
+        );
+    }
     // Open the errors file first: a path that cannot be written fails before the extraction.
     let errors_file = args
         .errors

@@ -11,6 +11,7 @@ use crate::chunked::{run_job, ChunkOutput, JobSettings, JobSummary};
 use crate::commands::signals::{build_extractor, resume_settings, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, ColumnArgs, NotesTable};
+use crate::table::refuse_overwriting_inputs;
 
 /// Find buying and risk signals, with the clause that carries each one.
 ///
@@ -68,8 +69,8 @@ struct TableOptions {
 
 /// Runs `augur extract`.
 pub fn run(args: ExtractArgs) -> Result<()> {
-    let extractor = build_extractor(&args.model, &args.pack)?;
     if let Some(text) = &args.text {
+        let extractor = build_extractor(&args.model, &args.pack)?;
         let date = args.date.unwrap_or_else(today);
         let found = extractor.extract(&Note::new("text", text.as_str()).with_date(date))?;
         return print_hits(&found, args.json);
@@ -82,6 +83,11 @@ pub fn run(args: ExtractArgs) -> Result<()> {
         .rejects
         .clone()
         .unwrap_or_else(|| output.with_extension("rejects.csv"));
+    refuse_overwriting_inputs(
+        &[input],
+        &[("--output", output), ("the rejects file", &rejects_path)],
+    )?;
+    let extractor = build_extractor(&args.model, &args.pack)?;
     let settings = resume_settings(
         &args.columns,
         &args.pack,

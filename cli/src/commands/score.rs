@@ -14,10 +14,13 @@ use clap::ValueEnum;
 use polars::prelude::{Column, DataFrame, DataType};
 
 use crate::chunked::{for_each_chunk, run_job, ChunkOutput, JobSettings};
-use crate::commands::signals::{build_extractor, resume_settings, PackArgs};
+use crate::commands::signals::{build_extractor, load_pack, resume_settings, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, ColumnArgs, Reject};
-use crate::table::{ensure_parent, optional_strings, read_table, required_strings, write_table};
+use crate::table::{
+    ensure_parent, missing_column, optional_strings, read_table, refuse_overwriting_inputs,
+    required_strings, write_table,
+};
 
 /// Account-table columns that are outcomes, never features.
 const LABEL_COLUMNS: &[&str] = &["churned", "won"];
@@ -95,7 +98,8 @@ pub struct ScoreArgs {
 pub struct FitScorerArgs {
     #[command(flatten)]
     pub input: AccountInputArgs,
-    /// The 0/1 (or true/false) outcome column of the accounts table.
+    /// The outcome column of the accounts table: 0/1, true/false or yes/no (empty: unknown,
+    /// skipped). It is never used as a feature.
     #[arg(long)]
     pub labels: String,
     /// Which score the model is for.
@@ -164,15 +168,130 @@ struct Accounts {
     extractor: SignalExtractor,
 }
 
+/// The accounts table, split by role: numeric feature columns, outcome labels and text passed
+/// through, each keyed by account id.
+#[derive(Default)]
+struct AccountTable {
+    numeric: BTreeMap<String, BTreeMap<String, f64>>,
+    passthrough: BTreeMap<String, BTreeMap<String, String>>,
+    labels: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// An outcome label: 0/1 (or any number, non-zero meaning yes), true/false, yes/no.
+fn parse_label(value: &str) -> Option<f64> {
+    match value.trim().to_lowercase().as_str() {
+        "true" | "yes" | "y" => Some(1.0),
+        "false" | "no" | "n" => Some(0.0),
+        other => other
+            .parse::<f64>()
+            .ok()
+            .filter(|x| x.is_finite())
+            .map(|x| f64::from(u8::from(x != 0.0))),
+    }
+}
+
+/// Reads the accounts table: `label_columns` (and `churned` / `won`) are outcome labels, never
+/// features; a label that is not 0/1, true/false or yes/no is refused with its row.
+fn read_accounts(
+    path: &Path,
+    account_column: &str,
+    label_columns: &[&str],
+) -> Result<AccountTable> {
+    let mut table = AccountTable::default();
+    let accounts = read_table(path)?;
+    let ids = required_strings(&accounts, account_column, "--account-column")
+        .with_context(|| format!("{}: the account id column to join on", path.display()))?;
+    if let Some(absent) = label_columns
+        .iter()
+        .find(|name| accounts.column(name).is_err())
+    {
+        bail!(
+            "{}: {}",
+            path.display(),
+            missing_column(&accounts, absent, "--labels")
+        );
+    }
+    for column in accounts.columns() {
+        let name = column.name().to_string();
+        if name == account_column {
+            continue;
+        }
+        let is_label =
+            LABEL_COLUMNS.contains(&name.as_str()) || label_columns.contains(&name.as_str());
+        let numeric = column.dtype().is_primitive_numeric() || column.dtype() == &DataType::Boolean;
+        let values = if numeric {
+            let cast = column.cast(&DataType::Float64)?;
+            cast.f64()?
+                .iter()
+                .map(|v| v.map(|x| x.to_string()))
+                .collect::<Vec<_>>()
+        } else {
+            optional_strings(&accounts, &name)?.expect("column exists")
+        };
+        for (row, (id, value)) in ids.iter().zip(values).enumerate() {
+            let (Some(id), Some(value)) = (id, value) else {
+                continue;
+            };
+            if is_label {
+                let label = parse_label(&value).with_context(|| {
+                    format!(
+                        "{}: row {} (account {id}): label `{name}` is `{value}`; expected 0/1, true/false or yes/no (leave it empty for an unknown outcome)",
+                        path.display(),
+                        row + 1
+                    )
+                })?;
+                table
+                    .labels
+                    .entry(id.clone())
+                    .or_default()
+                    .insert(name.clone(), label);
+            } else if numeric {
+                table
+                    .numeric
+                    .entry(id.clone())
+                    .or_default()
+                    .insert(name.clone(), value.parse().unwrap_or(0.0));
+            } else {
+                table
+                    .passthrough
+                    .entry(id.clone())
+                    .or_default()
+                    .insert(name.clone(), value);
+            }
+        }
+    }
+    Ok(table)
+}
+
 /// Extracts the signals of every usable note into `output`'s `.signals.ndjson` (chunked, with a
-/// checkpoint and `--resume`), then reads them back into per-account timelines.
-fn load_accounts(args: &AccountInputArgs, output: &Path) -> Result<Accounts> {
-    let extractor = build_extractor(&args.model, &args.pack)?;
+/// checkpoint and `--resume`), then reads them back into per-account timelines. The accounts
+/// table (`label_columns` being outcomes) is read first, so a bad one fails before extraction.
+fn load_accounts(
+    args: &AccountInputArgs,
+    output: &Path,
+    label_columns: &[&str],
+) -> Result<Accounts> {
     let signals_path = output.with_extension("signals.ndjson");
     let rejects_path = args
         .rejects
         .clone()
         .unwrap_or_else(|| output.with_extension("rejects.csv"));
+    let inputs: Vec<&Path> = std::iter::once(args.notes.as_path())
+        .chain(args.accounts.as_deref())
+        .collect();
+    refuse_overwriting_inputs(
+        &inputs,
+        &[
+            ("--output", output),
+            ("the rejects file", &rejects_path),
+            ("the signals file", &signals_path),
+        ],
+    )?;
+    let table = match &args.accounts {
+        Some(path) => read_accounts(path, &args.columns.account_column, label_columns)?,
+        None => AccountTable::default(),
+    };
+    let extractor = build_extractor(&args.model, &args.pack)?;
     let settings = JobSettings {
         label: "score: extract",
         fingerprint_extra: resume_settings(
@@ -300,61 +419,20 @@ fn load_accounts(args: &AccountInputArgs, output: &Path) -> Result<Accounts> {
         .or(latest)
         .context("no usable notes: nothing to score")?;
 
-    let mut passthrough = BTreeMap::new();
-    let mut labels = BTreeMap::new();
-    if let Some(path) = &args.accounts {
-        let accounts = read_table(path)?;
-        let ids = required_strings(&accounts, &args.columns.account_column, "--account-column")
-            .with_context(|| format!("{}: the account id column to join on", path.display()))?;
-        for column in accounts.columns() {
-            let name = column.name().to_string();
-            if name == args.columns.account_column {
-                continue;
-            }
-            let numeric =
-                column.dtype().is_primitive_numeric() || column.dtype() == &DataType::Boolean;
-            let values = if numeric {
-                let cast = column.cast(&DataType::Float64)?;
-                cast.f64()?
-                    .iter()
-                    .map(|v| v.map(|x| x.to_string()))
-                    .collect::<Vec<_>>()
-            } else {
-                optional_strings(&accounts, &name)?.expect("column exists")
-            };
-            for (id, value) in ids.iter().zip(values) {
-                let (Some(id), Some(value)) = (id, value) else {
-                    continue;
-                };
-                if LABEL_COLUMNS.contains(&name.as_str()) {
-                    labels
-                        .entry(id.clone())
-                        .or_insert_with(BTreeMap::new)
-                        .insert(name.clone(), value.parse::<f64>().unwrap_or(0.0));
-                } else if numeric {
-                    let timeline =
-                        by_account
-                            .entry(id.clone())
-                            .or_insert_with(|| AccountTimeline {
-                                account_id: id.clone(),
-                                ..Default::default()
-                            });
-                    timeline
-                        .numeric
-                        .insert(name.clone(), value.parse().unwrap_or(0.0));
-                } else {
-                    passthrough
-                        .entry(id.clone())
-                        .or_insert_with(BTreeMap::new)
-                        .insert(name.clone(), value);
-                }
-            }
-        }
+    for (id, columns) in table.numeric {
+        by_account
+            .entry(id.clone())
+            .or_insert_with(|| AccountTimeline {
+                account_id: id,
+                ..Default::default()
+            })
+            .numeric
+            .extend(columns);
     }
     Ok(Accounts {
         timelines: by_account.into_values().collect(),
-        passthrough,
-        labels,
+        passthrough: table.passthrough,
+        labels: table.labels,
         as_of,
         extractor,
     })
@@ -435,7 +513,28 @@ fn moved(score: &Score, previous: &BTreeMap<String, f64>) -> Vec<serde_json::Val
 
 /// Runs `augur score`.
 pub fn run_score(args: ScoreArgs) -> Result<()> {
-    let accounts = load_accounts(&args.input, &args.output)?;
+    // Every other input is read and checked before the notes are extracted.
+    let rules = match &args.rules {
+        Some(path) => {
+            let rules = Rules::from_file(path)?;
+            rules.check_signals(&load_pack(&args.input.pack)?, path)?;
+            Some(rules)
+        }
+        None => None,
+    };
+    if let Some(events) = &args.events {
+        let inputs: Vec<&Path> = std::iter::once(args.input.notes.as_path())
+            .chain(args.input.accounts.as_deref())
+            .collect();
+        refuse_overwriting_inputs(&inputs, &[("--events", events)])?;
+    }
+    let previous = args
+        .previous
+        .as_deref()
+        .map(read_previous)
+        .transpose()?
+        .unwrap_or_default();
+    let accounts = load_accounts(&args.input, &args.output, &[])?;
     let pack = accounts.extractor.pack();
     let load = |path: &Option<PathBuf>, target: Target| -> Result<Scorer> {
         let mut scorer = match path {
@@ -452,12 +551,6 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
         load(&args.churn_model, Target::ChurnRisk)?,
         load(&args.lead_model, Target::LeadIntent)?,
     ];
-    let previous = args
-        .previous
-        .as_deref()
-        .map(read_previous)
-        .transpose()?
-        .unwrap_or_default();
 
     let mut columns: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
     let mut numbers: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
@@ -529,8 +622,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
         eprintln!("  {name:<12} {band:<7} {count}");
     }
 
-    if let (Some(rules_path), Some(events_path)) = (&args.rules, &args.events) {
-        let rules = Rules::from_file(rules_path)?;
+    if let (Some(rules), Some(events_path)) = (&rules, &args.events) {
         let earlier: Vec<Event> = match std::fs::read_to_string(events_path) {
             Ok(text) => text
                 .lines()
@@ -602,7 +694,7 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
             args.labels
         );
     }
-    let accounts = load_accounts(&args.input, &args.output)?;
+    let accounts = load_accounts(&args.input, &args.output, &[args.labels.as_str()])?;
     let pack = accounts.extractor.pack();
     let mut rows = Vec::new();
     let mut labels = Vec::new();
@@ -622,9 +714,8 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
     }
     if rows.is_empty() {
         bail!(
-            "no account has a value in `{}` (label columns recognised: {})",
-            args.labels,
-            LABEL_COLUMNS.join(", ")
+            "no account has a value in `{}`: every label cell is empty",
+            args.labels
         );
     }
     let target = match args.target {

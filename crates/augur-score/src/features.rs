@@ -69,7 +69,11 @@ fn mean(v: &[f64]) -> f64 {
     }
 }
 
-/// Least-squares slope of `(x, y)` points (0 with fewer than two distinct x).
+/// Least-squares slope of `(x, y)` points, `x` in months (0 with fewer than two distinct x).
+/// The spread of `x` counts as at least one month per point: notes a few days apart say little
+/// about a trend, and their raw slope per month explodes (two notes a day apart, +0.8 then 0,
+/// made −24 per month and a churn risk of 100). With sentiments in −1..1 the result stays within
+/// ±1 per month.
 fn slope(points: &[(f64, f64)]) -> f64 {
     let mx = mean(&points.iter().map(|p| p.0).collect::<Vec<_>>());
     let my = mean(&points.iter().map(|p| p.1).collect::<Vec<_>>());
@@ -77,7 +81,8 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     if sxx == 0.0 {
         return 0.0;
     }
-    points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+    sxy / sxx.max(points.len() as f64)
 }
 
 fn sentiment_evidence(i: &Interaction) -> Evidence {
@@ -256,7 +261,19 @@ mod tests {
 
     #[test]
     fn slope_of_a_line_is_its_gradient() {
-        assert!((slope(&[(0.0, 1.0), (1.0, 0.5), (2.0, 0.0)]) + 0.5).abs() < 1e-12);
+        let months = [(0.0, 1.0), (1.5, 0.5), (3.0, 0.0)];
+        assert!((slope(&months) + 1.0 / 3.0).abs() < 1e-12);
         assert_eq!(slope(&[(1.0, 1.0)]), 0.0);
+    }
+
+    /// Regression: two notes a day apart (+0.8, then 0) made a slope of −24 per month, and a
+    /// healthy new account scored churn risk 100.
+    #[test]
+    fn notes_days_apart_make_no_steep_trend() {
+        let day = 1.0 / 30.0;
+        let trend = slope(&[(-day, 0.8), (0.0, 0.0)]);
+        assert!(trend.abs() < 0.01, "{trend}");
+        // A steady fall over three months keeps its full slope.
+        assert!((slope(&[(-3.0, 0.6), (-1.5, 0.0), (0.0, -0.6)]) + 0.4).abs() < 1e-12);
     }
 }

@@ -25,6 +25,7 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, ScoreError};
+use crate::scorer::{Target, BAND_NAMES};
 
 /// When a rule fires.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -161,6 +162,23 @@ impl Rules {
                     )))
                 }
             }
+            if let Some(score) = &r.when.score {
+                let known = [Target::ChurnRisk.name(), Target::LeadIntent.name()];
+                if !known.contains(&score.as_str()) {
+                    return Err(file_error(format!(
+                        "rule `{}`: score `{score}` is not one of {}",
+                        r.id,
+                        known.join(", ")
+                    )));
+                }
+            }
+            if let Some(band) = r.when.band.as_deref().filter(|b| !BAND_NAMES.contains(b)) {
+                return Err(file_error(format!(
+                    "rule `{}`: band `{band}` is not one of {}",
+                    r.id,
+                    BAND_NAMES.join(", ")
+                )));
+            }
             if r.when.score.is_some()
                 && r.when.band.is_none()
                 && r.when.above.is_none()
@@ -176,6 +194,28 @@ impl Rules {
             rules: raw.rules,
             dedupe_days: raw.settings.map_or(default_dedupe(), |s| s.dedupe_days),
         })
+    }
+
+    /// Refuses rules on signals `pack` does not have (a typo would never fire); `origin` is the
+    /// rules file, for the message.
+    pub fn check_signals(&self, pack: &augur_signals::SignalPack, origin: &Path) -> Result<()> {
+        for rule in &self.rules {
+            let Some(signal) = &rule.when.signal else {
+                continue;
+            };
+            if pack.signal(signal).is_none() {
+                return Err(ScoreError::File {
+                    path: origin.to_path_buf(),
+                    message: format!(
+                        "rule `{}`: signal `{signal}` is not in pack {} (its signals: {})",
+                        rule.id,
+                        pack.name,
+                        pack.signal_ids().join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Events for `facts`, merged with `earlier` events: an event is dropped when the same rule

@@ -39,15 +39,18 @@ impl Default for Bands {
     }
 }
 
+/// The bands a score falls in, from the top.
+pub const BAND_NAMES: [&str; 3] = ["high", "medium", "low"];
+
 impl Bands {
-    /// The band of a 0–100 score.
+    /// The band of a 0–100 score (one of [`BAND_NAMES`]).
     pub fn of(&self, score: f64) -> &'static str {
         if score >= self.high {
-            "high"
+            BAND_NAMES[0]
         } else if score >= self.medium {
-            "medium"
+            BAND_NAMES[1]
         } else {
-            "low"
+            BAND_NAMES[2]
         }
     }
 }
