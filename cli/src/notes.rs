@@ -6,19 +6,28 @@ use augur_signals::Note;
 use chrono::{NaiveDate, NaiveDateTime};
 use polars::prelude::{Column, DataFrame};
 
-use crate::table::{optional_strings, required_strings};
+use crate::table::{missing_column, optional_strings, required_strings};
+
+/// Default name of the note id column.
+const DEFAULT_ID_COLUMN: &str = "id";
+/// Default name of the account id column.
+const DEFAULT_ACCOUNT_COLUMN: &str = "account_id";
+/// Default name of the timestamp column.
+const DEFAULT_TIMESTAMP_COLUMN: &str = "timestamp";
 
 /// Which input columns hold what.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ColumnArgs {
-    /// Column with the note id (row numbers are used when absent).
-    #[arg(long, default_value = "id")]
+    /// Column with the note id (row numbers are used when absent). A name given here must exist.
+    #[arg(long, default_value = DEFAULT_ID_COLUMN)]
     pub id_column: String,
-    /// Column with the account id (optional).
-    #[arg(long, default_value = "account_id")]
+    /// Column with the account id (optional for extract, required by score and fit-scorer). A
+    /// name given here must exist.
+    #[arg(long, default_value = DEFAULT_ACCOUNT_COLUMN)]
     pub account_column: String,
-    /// Column with the note's timestamp (optional; ISO 8601 date or date-time).
-    #[arg(long, default_value = "timestamp")]
+    /// Column with the note's timestamp (ISO 8601 date or date-time; optional for extract,
+    /// required by score and fit-scorer). A name given here must exist.
+    #[arg(long, default_value = DEFAULT_TIMESTAMP_COLUMN)]
     pub timestamp_column: String,
     /// Column with the text.
     #[arg(long, default_value = "text")]
@@ -74,9 +83,19 @@ pub fn notes_from_table(
     columns: &ColumnArgs,
 ) -> Result<NotesTable> {
     let texts = required_strings(df, &columns.text_column, "--text-column")?;
-    let ids = optional_strings(df, &columns.id_column)?;
-    let accounts = optional_strings(df, &columns.account_column)?;
-    let timestamps = optional_strings(df, &columns.timestamp_column)?;
+    let ids = optional_unless_named(df, &columns.id_column, DEFAULT_ID_COLUMN, "--id-column")?;
+    let accounts = optional_unless_named(
+        df,
+        &columns.account_column,
+        DEFAULT_ACCOUNT_COLUMN,
+        "--account-column",
+    )?;
+    let timestamps = optional_unless_named(
+        df,
+        &columns.timestamp_column,
+        DEFAULT_TIMESTAMP_COLUMN,
+        "--timestamp-column",
+    )?;
 
     let mut notes: Vec<(usize, Note)> = Vec::new();
     let mut rejects = Vec::new();
@@ -117,6 +136,21 @@ pub fn notes_from_table(
     }
 
     Ok(NotesTable { notes, rejects })
+}
+
+/// A column that may be absent under its default name; a name the user gave with `flag` must
+/// exist (a misspelt `--account-column` used to be ignored silently).
+fn optional_unless_named(
+    df: &DataFrame,
+    name: &str,
+    default: &str,
+    flag: &str,
+) -> Result<Option<Vec<Option<String>>>> {
+    let values = optional_strings(df, name)?;
+    if values.is_none() && name != default {
+        anyhow::bail!(missing_column(df, name, flag));
+    }
+    Ok(values)
 }
 
 /// The rejects as a table: `row` (1-based data row), `id`, `reason`.

@@ -104,15 +104,20 @@ pub fn optional_strings(df: &DataFrame, name: &str) -> Result<Option<Vec<Option<
 
 /// What to say when `df` has no column `name`: the columns it has, and the flag that picks one.
 pub fn missing_column(df: &DataFrame, name: &str, flag: &str) -> String {
+    format!(
+        "no column `{name}`; columns are: {}. Choose one with {flag}",
+        column_names(df)
+    )
+}
+
+/// The columns of `df`, comma-separated, for messages.
+pub fn column_names(df: &DataFrame) -> String {
     let names: Vec<String> = df
         .get_column_names()
         .iter()
         .map(|n| n.to_string())
         .collect();
-    format!(
-        "no column `{name}`; columns are: {}. Choose one with {flag}",
-        names.join(", ")
-    )
+    names.join(", ")
 }
 
 /// The column `name` of `df` cast to text (nulls as `None`), or an error listing the columns

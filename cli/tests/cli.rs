@@ -946,3 +946,114 @@ fn errors_say_things_once_and_a_closed_pipe_is_not_a_panic() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Regression: a column named with a flag that does not exist was ignored (`extract`), or made
+/// every row a reject (`score`); `explain` and `--previous` read any table as a score output.
+#[test]
+fn named_columns_must_exist_and_score_outputs_are_recognised() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = repo().join("fixtures/notes/sample_notes.csv");
+    let notes = notes.to_str().unwrap();
+    let out = dir.path().join("out.csv");
+    let run = augur(&[
+        "extract",
+        notes,
+        "-o",
+        out.to_str().unwrap(),
+        "--account-column",
+        "acct",
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("no column `acct`") && stderr.contains("--account-column"),
+        "{stderr}"
+    );
+    let no_accounts = dir.path().join("no_accounts.csv");
+    std::fs::write(&no_accounts, "id,text\n1,We need a quote by Friday\n").unwrap();
+    let scores = dir.path().join("scores.ndjson");
+    let run = augur(&[
+        "score",
+        no_accounts.to_str().unwrap(),
+        "-o",
+        scores.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("no column `account_id`"),
+        "{stderr}"
+    );
+    let run = augur(&["explain", "ACC-1001", "--from", notes]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("not an `augur score` output"),
+        "{stderr}"
+    );
+    let run = augur(&[
+        "score",
+        notes,
+        "-o",
+        scores.to_str().unwrap(),
+        "--bands",
+        "40,70",
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("high above medium"),
+        "{stderr}"
+    );
+}
+
+/// Regression: `fit --out` at a file failed only after training, a folder of other files was
+/// written into, and labels differing only in case trained as separate classes unannounced.
+#[test]
+fn fit_checks_its_folder_first_and_reports_its_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = dir.path().join("examples.csv");
+    std::fs::write(
+        &examples,
+        "text,label\nwe love it,buying\nthey left us,Churn\nnot happy,churn\n",
+    )
+    .unwrap();
+    let examples = examples.to_str().unwrap();
+    let file = dir.path().join("a_file");
+    std::fs::write(&file, "keep me").unwrap();
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("notes.txt"), "keep me").unwrap();
+    for (out, expected) in [(&file, "is a file"), (&other, "holds other files")] {
+        let run = augur(&[
+            "fit",
+            "--examples",
+            examples,
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            !run.status.success() && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
+    // An impossible --top-layers stops it after the labels are read, before any training.
+    let fresh = dir.path().join("fresh");
+    let run = augur(&[
+        "fit",
+        "--examples",
+        examples,
+        "--out",
+        fresh.to_str().unwrap(),
+        "--top-layers",
+        "99",
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("labels: Churn 1, buying 1, churn 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("labels `Churn`, `churn` differ only in case"),
+        "{stderr}"
+    );
+}

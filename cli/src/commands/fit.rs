@@ -195,6 +195,51 @@ fn load_base(model: &ModelArgs) -> Result<Embedder> {
         .with_context(|| format!("loading model `{}`", model.model))
 }
 
+/// Refuses, before training, an `--out` that is a file or a folder holding something other
+/// than an earlier fit (which is replaced).
+fn check_fit_folder(out: &Path) -> Result<()> {
+    if out.is_file() {
+        bail!(
+            "--out {}: is a file; give a folder for the adapter",
+            out.display()
+        );
+    }
+    let Ok(entries) = std::fs::read_dir(out) else {
+        return Ok(());
+    };
+    if entries.count() > 0 && !out.join("adapter_config.json").is_file() {
+        bail!(
+            "--out {}: the folder holds other files and no earlier fit; give a new or empty folder",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
+/// Prints how many examples carry each label, and warns about labels that differ only in case
+/// or spacing (`Churn` and `churn` train as two classes).
+fn report_labels(examples: &[LabelledText]) {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for label in examples.iter().flat_map(|e| &e.labels) {
+        *counts.entry(label.as_str()).or_default() += 1;
+    }
+    let listed: Vec<String> = counts.iter().map(|(l, n)| format!("{l} {n}")).collect();
+    eprintln!("labels: {}", listed.join(", "));
+    let mut by_form: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for label in counts.keys() {
+        by_form
+            .entry(label.trim().to_lowercase())
+            .or_default()
+            .push(label);
+    }
+    for variants in by_form.values().filter(|v| v.len() > 1) {
+        eprintln!(
+            "warning: labels {} differ only in case or spacing and train as separate classes; write them the same way if they are one",
+            variants.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+        );
+    }
+}
+
 /// Runs `augur fit`.
 pub fn run_fit(args: FitArgs) -> Result<()> {
     if let Some(share) = args.holdout.filter(|s| !(0.0..=0.5).contains(s)) {
@@ -203,7 +248,9 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
     if args.epochs == Some(0) {
         bail!("--epochs 0: give at least 1");
     }
+    check_fit_folder(&args.out)?;
     let mut examples = read_examples(&args.examples, &args.columns)?;
+    report_labels(&examples);
     SeededRng::new(args.seed).shuffle(&mut examples);
     let share = args.holdout.unwrap_or_else(|| {
         let share = DEFAULT_HOLDOUT_SHARE;
@@ -324,6 +371,21 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         .map(|p| classifier.decide(p))
         .collect();
     let labels = &classifier.labels;
+    let mut unknown: Vec<&str> = examples
+        .iter()
+        .flat_map(|e| &e.labels)
+        .filter(|l| !labels.contains(l))
+        .map(String::as_str)
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    if !unknown.is_empty() {
+        eprintln!(
+            "warning: the adapter was not trained on label(s) {}: their examples can only count as wrong (its labels: {})",
+            unknown.join(", "),
+            labels.join(", ")
+        );
+    }
     let mut confusion: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     let mut per_label = Vec::new();
     for label in labels {

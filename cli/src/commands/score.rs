@@ -18,8 +18,8 @@ use crate::commands::signals::{build_extractor, load_pack, resume_settings, Pack
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, ColumnArgs, Reject};
 use crate::table::{
-    ensure_parent, missing_column, optional_strings, read_table, refuse_overwriting_inputs,
-    required_strings, write_table,
+    column_names, ensure_parent, missing_column, optional_strings, read_table,
+    refuse_overwriting_inputs, required_strings, write_table,
 };
 
 /// Account-table columns that are outcomes, never features.
@@ -76,8 +76,8 @@ pub struct ScoreArgs {
     /// A lead-intent scorer fitted by `augur fit-scorer` (default: taxonomy weights).
     #[arg(long)]
     pub lead_model: Option<PathBuf>,
-    /// Band thresholds: high,medium on the 0–100 scale.
-    #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [70.0, 40.0])]
+    /// Band thresholds: high,medium on the 0–100 scale (`--bands 70,40` or `--bands 70 40`).
+    #[arg(long, value_delimiter = ',', num_args = 1..=2, default_values_t = [70.0, 40.0])]
     pub bands: Vec<f64>,
     /// A previous `augur score` output: report score deltas and the factors that moved them.
     #[arg(long)]
@@ -310,6 +310,15 @@ fn load_accounts(
         Some(&rejects_path),
         &settings,
         |first_row, df| {
+            // Scoring needs both: without the column every row would be a reject.
+            for (name, flag) in [
+                (&args.columns.account_column, "--account-column"),
+                (&args.columns.timestamp_column, "--timestamp-column"),
+            ] {
+                if df.column(name).is_err() {
+                    bail!(missing_column(df, name, flag));
+                }
+            }
             let table = notes_from_table(df, first_row, &args.columns)?;
             let mut rejects = table.rejects;
             let mut usable = Vec::new();
@@ -418,6 +427,16 @@ fn load_accounts(
         .as_of
         .or(latest)
         .context("no usable notes: nothing to score")?;
+    let later = by_account
+        .values()
+        .flat_map(|t| &t.interactions)
+        .filter(|i| i.date > as_of)
+        .count();
+    if later > 0 {
+        eprintln!(
+            "note: {later} notes are dated after --as-of {as_of} and are left out of the scores"
+        );
+    }
 
     for (id, columns) in table.numeric {
         by_account
@@ -442,13 +461,7 @@ fn load_accounts(
 type Previous = BTreeMap<String, BTreeMap<String, (f64, BTreeMap<String, f64>)>>;
 
 fn read_previous(path: &Path) -> Result<Previous> {
-    let df = read_table(path)?;
-    let ids = optional_strings(&df, "account_id")?.with_context(|| {
-        format!(
-            "{}: not an `augur score` output (no account_id)",
-            path.display()
-        )
-    })?;
+    let (df, ids) = read_score_output(path)?;
     let mut out: Previous = BTreeMap::new();
     for name in ["churn_risk", "lead_intent"] {
         let (Some(scores), Some(factors)) = (
@@ -511,8 +524,30 @@ fn moved(score: &Score, previous: &BTreeMap<String, f64>) -> Vec<serde_json::Val
         .collect()
 }
 
+/// An `augur score` output and its account ids; any other table (e.g. the notes) is refused
+/// with the columns it has.
+fn read_score_output(path: &Path) -> Result<(DataFrame, Vec<Option<String>>)> {
+    let df = read_table(path)?;
+    let has = |name: &str| df.column(name).is_ok();
+    if !has("account_id") || !(has("churn_risk") || has("lead_intent")) {
+        bail!(
+            "{}: not an `augur score` output (it needs account_id and churn_risk or lead_intent; columns are: {})",
+            path.display(),
+            column_names(&df)
+        );
+    }
+    let ids = required_strings(&df, "account_id", "augur score")?;
+    Ok((df, ids))
+}
+
 /// Runs `augur score`.
 pub fn run_score(args: ScoreArgs) -> Result<()> {
+    let &[high, medium] = args.bands.as_slice() else {
+        bail!("--bands: expected two thresholds, high,medium (e.g. 70,40)");
+    };
+    if !(0.0..=100.0).contains(&high) || !(0.0..=100.0).contains(&medium) || high <= medium {
+        bail!("--bands {high},{medium}: expected high,medium on 0..100 with high above medium (e.g. 70,40)");
+    }
     // Every other input is read and checked before the notes are extracted.
     let rules = match &args.rules {
         Some(path) => {
@@ -541,10 +576,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
             Some(p) => Scorer::load(p)?,
             None => default_scorer(pack, target),
         };
-        scorer.bands = augur_score::scorer::Bands {
-            high: args.bands[0],
-            medium: args.bands[1],
-        };
+        scorer.bands = augur_score::scorer::Bands { high, medium };
         Ok(scorer)
     };
     let scorers = [
@@ -755,13 +787,7 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
 
 /// Runs `augur explain`.
 pub fn run_explain(args: ExplainArgs) -> Result<()> {
-    let df = read_table(&args.from)?;
-    let ids = optional_strings(&df, "account_id")?.with_context(|| {
-        format!(
-            "{}: not an `augur score` output (no account_id)",
-            args.from.display()
-        )
-    })?;
+    let (df, ids) = read_score_output(&args.from)?;
     let Some(row) = ids
         .iter()
         .position(|id| id.as_deref() == Some(args.account_id.as_str()))
