@@ -14,8 +14,8 @@ use std::sync::mpsc::sync_channel;
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::{
     len, CsvEncoding, CsvReadOptions, CsvWriter, DataFrame, IdxSize, JsonFormat, JsonReader,
-    JsonWriter, LazyFrame, ParquetReader, ParquetWriter, PlRefPath, PlanCallback, ScanArgsParquet,
-    SchemaRef, SerReader, SerWriter,
+    JsonWriter, LazyFrame, ParquetReader, ParquetWriter, PlRefPath, PlanCallback, PolarsError,
+    PolarsResult, ScanArgsParquet, SchemaRef, SerReader, SerWriter,
 };
 use serde::{Deserialize, Serialize};
 
@@ -94,10 +94,12 @@ fn for_each_text_chunk(
 ) -> Result<Option<DataFrame>> {
     let mut records = RecordReader::open(path)?;
     let mut sample = Vec::new();
+    let mut sample_ends = Vec::new();
     for _ in 0..SCHEMA_INFERENCE_ROWS {
         if !records.next_record(&mut sample)? {
             break;
         }
+        sample_ends.push(sample.len());
     }
     if sample.is_empty() && records.header.trim_ascii().is_empty() {
         bail!(
@@ -105,7 +107,15 @@ fn for_each_text_chunk(
             path.display()
         );
     }
-    let inferred = parse_records(path, format, &records.header, &sample, None, 0)?;
+    let inferred = parse_records(
+        path,
+        format,
+        &records.header,
+        &sample,
+        &sample_ends,
+        None,
+        0,
+    )?;
     let schema = inferred.schema().clone();
     let empty = inferred.clear();
     drop(sample);
@@ -119,10 +129,12 @@ fn for_each_text_chunk(
         body.clear();
     }
     let mut first_row = skip;
+    let mut ends = Vec::new();
     loop {
         let mut rows = 0;
         while rows < chunk_rows && records.next_record(&mut body)? {
             rows += 1;
+            ends.push(body.len());
         }
         if rows == 0 {
             return Ok(Some(empty));
@@ -132,25 +144,72 @@ fn for_each_text_chunk(
             format,
             &records.header,
             &body,
+            &ends,
             Some(schema.clone()),
             first_row,
         )?;
         body.clear();
+        ends.clear();
         each(first_row, chunk)?;
         first_row += rows;
     }
 }
 
-/// Parses CSV records (under `header`) or NDJSON lines; `first_row` is for error messages.
+/// Parses CSV records (under `header`) or NDJSON lines; `ends` are the byte offsets where each
+/// record of `body` ends. On failure the first record that does not parse alone is named by its
+/// data row (`first_row` is the 0-based row of the first record), with the parser's reason.
 fn parse_records(
     path: &Path,
     format: Format,
     header: &[u8],
     body: &[u8],
+    ends: &[usize],
     schema: Option<SchemaRef>,
     first_row: usize,
 ) -> Result<DataFrame> {
-    let parsed = if format == Format::Csv {
+    let error = match parse_bytes(format, header, body, schema.clone()) {
+        Ok(df) => return Ok(df),
+        Err(error) => error,
+    };
+    let mut start = 0;
+    for (i, &end) in ends.iter().enumerate() {
+        if let Err(row_error) = parse_bytes(format, header, &body[start..end], schema.clone()) {
+            bail!(
+                "{}: data row {}: cannot read it as {format:?}: {}",
+                path.display(),
+                first_row + i + 1,
+                reason(&row_error)
+            );
+        }
+        start = end;
+    }
+    bail!(
+        "{}: cannot read rows from data row {} as {format:?}: {}",
+        path.display(),
+        first_row + 1,
+        reason(&error)
+    )
+}
+
+/// A parser error's own words, without the hints polars adds for its Python API
+/// (`truncate_ragged_lines`, `infer_schema_length`, …), which are not Augur options.
+fn reason(error: &PolarsError) -> String {
+    let text = error.to_string();
+    text.split("\n\n")
+        .next()
+        .unwrap_or(&text)
+        .trim()
+        .to_string()
+}
+
+/// Parses CSV records (under `header`) or NDJSON lines with polars.
+fn parse_bytes(
+    format: Format,
+    header: &[u8],
+    body: &[u8],
+    schema: Option<SchemaRef>,
+) -> PolarsResult<DataFrame> {
+    if format == Format::Csv {
         let mut bytes = Vec::with_capacity(header.len() + body.len());
         bytes.extend_from_slice(header);
         bytes.extend_from_slice(body);
@@ -171,14 +230,7 @@ fn parse_records(
             None => reader,
         }
         .finish()
-    };
-    parsed.with_context(|| {
-        format!(
-            "{}: cannot read rows from data row {} as {format:?}",
-            path.display(),
-            first_row + 1
-        )
-    })
+    }
 }
 
 /// Reads a CSV file record by record (a quoted field may span lines; comma-separated) or an NDJSON file line by

@@ -1057,3 +1057,74 @@ fn fit_checks_its_folder_first_and_reports_its_labels() {
         "{stderr}"
     );
 }
+
+/// Regression: a malformed record was blamed on data row 1 (the schema-inference sample), with
+/// polars' advice for its Python API.
+#[test]
+fn a_malformed_record_is_named_by_its_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("notes.csv");
+    std::fs::write(
+        &csv,
+        "id,text\n1,first note\n2,second note\n3,third,has,extra,fields\n4,fourth\n",
+    )
+    .unwrap();
+    let ndjson = dir.path().join("notes.ndjson");
+    std::fs::write(
+        &ndjson,
+        "{\"id\": 1, \"text\": \"first\"}\n{\"id\": 2, \"text\": \"trunc\n",
+    )
+    .unwrap();
+    for (input, row) in [(&csv, "data row 3"), (&ndjson, "data row 2")] {
+        let out = dir.path().join("out.csv");
+        let run = augur(&[
+            "extract",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(!run.status.success());
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(stderr.contains(row), "{stderr}");
+        assert!(!stderr.contains("truncate_ragged_lines"), "{stderr}");
+    }
+}
+
+/// Regression: notes of another split and gold signals the pack lacks were left out or counted
+/// as misses without a word.
+#[test]
+fn eval_signals_warns_about_gold_it_cannot_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let gold = dir.path().join("gold.jsonl");
+    let note = |id: &str, split: &str| {
+        serde_json::json!({
+            "id": id, "lang": "zh", "split": split, "text": "预算已经批了",
+            "signals": [{"signal": "budget_aproved", "start": 0, "end": 6}]
+        })
+        .to_string()
+    };
+    std::fs::write(
+        &gold,
+        format!("{}\n{}\n", note("n1", "test"), note("n2", "dev")),
+    )
+    .unwrap();
+    // A second reader who found nothing.
+    let second = dir.path().join("second.jsonl");
+    std::fs::write(
+        &second,
+        serde_json::json!({"id": "n1", "text": "预算已经批了", "signals": []}).to_string(),
+    )
+    .unwrap();
+    let gold = gold.to_str().unwrap();
+    let run = augur(&["eval-signals", gold, "--against", second.to_str().unwrap()]);
+    assert!(run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("1 notes with split `dev` are left out"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("gold signal `budget_aproved` (1 spans) is not in pack b2b"),
+        "{stderr}"
+    );
+}

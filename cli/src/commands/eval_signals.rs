@@ -1,5 +1,6 @@
 //! `augur eval-signals`: precision / recall / F1 of the extractor against annotated notes.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -7,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use augur_signals::eval::{
     annotation_as_predictions, evaluate, load_gold, ErrorKind, EvalReport, GoldNote,
 };
+use augur_signals::SignalPack;
 use clap::ValueEnum;
 
 use crate::commands::signals::{build_extractor, load_pack, PackArgs};
@@ -78,7 +80,7 @@ pub fn run(args: EvalSignalsArgs) -> Result<()> {
         SplitArg::Train => Some("train"),
         SplitArg::All => None,
     };
-    let mut splits: std::collections::BTreeMap<String, usize> = Default::default();
+    let mut splits: BTreeMap<String, usize> = BTreeMap::new();
     for note in &gold {
         *splits.entry(note.split.clone()).or_default() += 1;
     }
@@ -108,9 +110,10 @@ pub fn run(args: EvalSignalsArgs) -> Result<()> {
             Ok((path, file))
         })
         .transpose()?;
+    let pack = load_pack(&args.pack)?;
+    warn_about_gold(&gold, &splits, wanted, &pack);
     let report = match &args.against {
         Some(path) => {
-            let pack = load_pack(&args.pack)?;
             let predicted = annotation_as_predictions(&gold, &load_gold(path)?, path, &pack)?;
             evaluate(&gold, &predicted, &pack.signal_ids())
         }
@@ -131,6 +134,35 @@ pub fn run(args: EvalSignalsArgs) -> Result<()> {
         print_error_summary(&report, args.errors.as_deref());
     }
     Ok(())
+}
+
+/// Warns about gold the scores cannot reflect: notes whose split no `--split` but `all` selects
+/// (e.g. `dev`, or none), and gold signals the pack lacks (they can only count as misses).
+fn warn_about_gold(
+    gold: &[GoldNote],
+    splits: &BTreeMap<String, usize>,
+    wanted: Option<&str>,
+    pack: &SignalPack,
+) {
+    if wanted.is_some() {
+        for (split, n) in splits.iter().filter(|(s, _)| *s != "test" && *s != "train") {
+            eprintln!(
+                "note: {n} notes with split `{split}` are left out (only --split all scores them)"
+            );
+        }
+    }
+    let mut unknown: BTreeMap<&str, usize> = BTreeMap::new();
+    for signal in gold.iter().flat_map(|n| &n.signals) {
+        if pack.signal(&signal.signal).is_none() {
+            *unknown.entry(signal.signal.as_str()).or_default() += 1;
+        }
+    }
+    for (signal, n) in unknown {
+        eprintln!(
+            "warning: gold signal `{signal}` ({n} spans) is not in pack {}: it can only count as missed",
+            pack.name
+        );
+    }
 }
 
 /// Writes the report's errors as JSON lines to `file` (opened at `path`).

@@ -14,7 +14,8 @@ use crate::commands::ModelArgs;
 #[derive(clap::Args, Debug, Clone)]
 pub struct PackArgs {
     /// A signal pack (TOML) that extends the built-in B2B pack: signals with the same id replace
-    /// the built-in ones, new ids are added.
+    /// the built-in ones, new ids are added. The format is in the README ("Using it") and
+    /// crates/augur-signals/packs/b2b.toml is a complete example.
     #[arg(long, value_name = "FILE")]
     pub signals: Option<PathBuf>,
     /// Use only the --signals pack, without the built-in one.
