@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::notes::{rejects_table, Reject};
 use crate::progress::Progress;
-use crate::table::{ensure_parent, Format};
+use crate::table::{ensure_parent, nested_as_json, Format};
 
 /// Rows sampled to infer column types of CSV and NDJSON input.
 const SCHEMA_INFERENCE_ROWS: usize = 10_000;
@@ -497,6 +497,7 @@ impl PartialTable {
                 .open(partial)
                 .with_context(|| format!("{}: cannot open", partial.display()))?;
             let written = if self.format == Format::Csv {
+                nested_as_json(chunk)?;
                 CsvWriter::new(&mut file)
                     .include_header(self.state.written == 0)
                     .finish(chunk)
@@ -515,6 +516,15 @@ impl PartialTable {
         }
         self.state.rows += chunk.height();
         Ok(())
+    }
+
+    /// Removes what was written so far (the final file, if any, stays).
+    pub fn remove_partial(&self) {
+        if self.format == Format::Parquet {
+            std::fs::remove_dir_all(&self.partial).ok();
+        } else {
+            std::fs::remove_file(&self.partial).ok();
+        }
     }
 
     /// What a checkpoint needs to restore this table.
@@ -597,11 +607,7 @@ impl PartialTable {
 
     /// Removes the partial output and any earlier complete file (used when a table stays empty).
     pub fn discard(self) -> Result<()> {
-        if self.format == Format::Parquet {
-            std::fs::remove_dir_all(&self.partial).ok();
-        } else {
-            std::fs::remove_file(&self.partial).ok();
-        }
+        self.remove_partial();
         if self.path.exists() {
             std::fs::remove_file(&self.path)
                 .with_context(|| format!("{}: cannot remove stale file", self.path.display()))?;
@@ -739,7 +745,7 @@ pub fn run_job(
 
     let mut progress = Progress::new(settings.label, total);
     progress.advance(checkpoint.rows_done);
-    for_each_chunk(
+    let read = for_each_chunk(
         input,
         checkpoint.rows_done,
         settings.chunk_rows,
@@ -782,7 +788,18 @@ pub fn run_job(
             progress.advance(rows);
             Ok(())
         },
-    )?;
+    );
+    if let Err(error) = read {
+        // Nothing was checkpointed: no `.partial` files are left behind for a resume that has
+        // nothing to continue.
+        if checkpoint.rows_done == 0 {
+            out.remove_partial();
+            if let Some(rejects) = &rejects {
+                rejects.remove_partial();
+            }
+        }
+        return Err(error);
+    }
 
     // Rejects first, the output last: the output under its final name means the job is complete.
     match rejects {

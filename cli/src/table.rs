@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use polars::prelude::{
-    CsvReadOptions, CsvWriter, DataFrame, DataType, JsonFormat, JsonReader, JsonWriter,
+    Column, CsvReadOptions, CsvWriter, DataFrame, DataType, JsonFormat, JsonReader, JsonWriter,
     ParquetReader, ParquetWriter, SerReader, SerWriter, StringChunked,
 };
 
@@ -62,6 +62,35 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
     df.with_context(|| format!("{}: cannot read as {format:?}", path.display()))
 }
 
+/// CSV has no nested values: list, array and struct columns become JSON text (a vector reads
+/// `[0.1,0.2]`), so a table read from Parquet or NDJSON can be written as CSV.
+pub fn nested_as_json(df: &mut DataFrame) -> Result<()> {
+    let nested: Vec<String> = df
+        .columns()
+        .iter()
+        .filter(|c| c.dtype().is_nested())
+        .map(|c| c.name().to_string())
+        .collect();
+    for name in nested {
+        let mut single = df.select([name.as_str()])?;
+        let mut lines = Vec::new();
+        JsonWriter::new(&mut lines)
+            .with_json_format(JsonFormat::JsonLines)
+            .finish(&mut single)?;
+        let values = lines
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| -> Result<Option<String>> {
+                let row: serde_json::Value = serde_json::from_slice(line)?;
+                let value = &row[name.as_str()];
+                Ok((!value.is_null()).then(|| value.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        df.replace(&name, Column::new(name.as_str().into(), values))?;
+    }
+    Ok(())
+}
+
 /// Writes `df` to `path` (format from the extension) through a temporary file, so the output
 /// appears under its final name only when complete.
 pub fn write_table(df: &mut DataFrame, path: &Path) -> Result<()> {
@@ -74,7 +103,10 @@ pub fn write_table(df: &mut DataFrame, path: &Path) -> Result<()> {
     let mut file =
         File::create(&partial).with_context(|| format!("{}: cannot create", partial.display()))?;
     let written = match format {
-        Format::Csv => CsvWriter::new(&mut file).include_header(true).finish(df),
+        Format::Csv => {
+            nested_as_json(df)?;
+            CsvWriter::new(&mut file).include_header(true).finish(df)
+        }
         Format::Parquet => ParquetWriter::new(&mut file).finish(df).map(|_| ()),
         Format::NdJson => JsonWriter::new(&mut file)
             .with_json_format(JsonFormat::JsonLines)

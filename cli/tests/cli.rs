@@ -1059,7 +1059,7 @@ fn fit_checks_its_folder_first_and_reports_its_labels() {
 }
 
 /// Regression: a malformed record was blamed on data row 1 (the schema-inference sample), with
-/// polars' advice for its Python API.
+/// polars' advice for its Python API, and the failed run left `.partial` files behind.
 #[test]
 fn a_malformed_record_is_named_by_its_row() {
     let dir = tempfile::tempdir().unwrap();
@@ -1087,6 +1087,13 @@ fn a_malformed_record_is_named_by_its_row() {
         let stderr = String::from_utf8_lossy(&run.stderr);
         assert!(stderr.contains(row), "{stderr}");
         assert!(!stderr.contains("truncate_ragged_lines"), "{stderr}");
+        // Nothing was checkpointed, so no partial output is left behind.
+        let left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.contains(".partial"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
     }
 }
 
@@ -1127,4 +1134,38 @@ fn eval_signals_warns_about_gold_it_cannot_score() {
         stderr.contains("gold signal `budget_aproved` (1 spans) is not in pack b2b"),
         "{stderr}"
     );
+}
+
+/// Regression: extracting from a Parquet file with a list column (e.g. `augur embed`'s vectors)
+/// into CSV failed at the first chunk; nested columns are written as JSON text.
+#[test]
+fn list_columns_pass_through_to_csv_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = dir.path().join("embedded.parquet");
+    let notes = repo().join("fixtures/notes/sample_notes.csv");
+    let out = dir.path().join("signals.csv");
+    for args in [
+        [
+            "embed",
+            notes.to_str().unwrap(),
+            "-o",
+            embedded.to_str().unwrap(),
+        ],
+        [
+            "extract",
+            embedded.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ],
+    ] {
+        let run = augur(&args);
+        assert!(
+            run.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+    let rows = read_csv(&out);
+    let vector: Vec<f32> = serde_json::from_str(&rows[0]["embedding"]).unwrap();
+    assert_eq!(vector.len(), 384);
 }

@@ -80,7 +80,8 @@ const MISSING_TEXT: &str = "rows without usable text";
 
 /// Runs `augur embed`.
 pub fn run(args: EmbedArgs) -> Result<()> {
-    let output_format = Format::of(&args.output)?;
+    // An output extension Augur cannot write fails before the model loads.
+    Format::of(&args.output)?;
     refuse_overwriting_inputs(&[&args.input], &[("--output", &args.output)])?;
     let long_text = match args.long_text {
         LongTextArg::Chunk => LongTextPolicy::Chunk {
@@ -137,7 +138,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
                 .collect();
             let mut table = df.clone();
             table
-                .with_column(embedding_column(&vectors, output_format))
+                .with_column(embedding_column(&vectors))
                 .context("adding the embedding column")?;
             Ok(ChunkOutput {
                 table,
@@ -169,18 +170,8 @@ pub fn run(args: EmbedArgs) -> Result<()> {
     Ok(())
 }
 
-/// Builds the `embedding` column: a list column, or JSON strings for CSV (which has no lists).
-fn embedding_column(vectors: &[Option<Vec<f32>>], format: Format) -> Column {
-    if format == Format::Csv {
-        let strings: Vec<Option<String>> = vectors
-            .iter()
-            .map(|v| {
-                v.as_ref()
-                    .map(|v| serde_json::to_string(v).expect("floats serialise"))
-            })
-            .collect();
-        return Column::new("embedding".into(), strings);
-    }
+/// Builds the `embedding` column, a list of f32 (written to CSV as JSON text).
+fn embedding_column(vectors: &[Option<Vec<f32>>]) -> Column {
     let list: ListChunked = vectors
         .iter()
         .map(|v| {
