@@ -724,6 +724,7 @@ pub fn run_job(
                 Some(_) if !settings.resume => eprintln!("note: an interrupted run of this output was found; starting over (pass --resume to continue it)"),
                 Some(c) if c.fingerprint != fingerprint => eprintln!("note: the interrupted run used other input, output or settings; starting over"),
                 Some(_) => eprintln!("note: the interrupted run's partial output is missing or shorter than its checkpoint; starting over"),
+                None if settings.resume => eprintln!("note: no interrupted run of this output to resume; starting from the first row"),
                 None => {}
             }
             // The old checkpoint goes first: a crash from here on must not resume into new files.

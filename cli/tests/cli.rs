@@ -1169,3 +1169,33 @@ fn list_columns_pass_through_to_csv_as_json() {
     let vector: Vec<f32> = serde_json::from_str(&rows[0]["embedding"]).unwrap();
     assert_eq!(vector.len(), 384);
 }
+
+/// Regression: `extract --text ""` answered "0 clauses", and `--json` / `--date` were silently
+/// ignored in table mode.
+#[test]
+fn extract_refuses_an_empty_text_and_text_only_flags_on_a_table() {
+    let run = augur(&["extract", "--text", "  "]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("--text is empty"),
+        "{stderr}"
+    );
+    let notes = repo().join("fixtures/notes/sample_notes.csv");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.csv");
+    for flag in [vec!["--json"], vec!["--date", "2026-12-01"]] {
+        let mut args = vec![
+            "extract",
+            notes.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        args.extend(flag.iter().copied());
+        let run = augur(&args);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            !run.status.success() && stderr.contains("apply to --text only"),
+            "{flag:?}: {stderr}"
+        );
+    }
+}

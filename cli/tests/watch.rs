@@ -23,6 +23,7 @@ fn watch_answers_every_line_and_keeps_account_state() {
         r#"{"id": "m2", "account_id": "ACC-9", "timestamp": "2026-11-03", "text": "Customer: two P1 tickets are past their SLA and nobody replied"}"#,
         r#"{"id": "m3", "account_id": "ACC-9", "timestamp": "yesterday", "text": "hello"}"#,
         r#"{"id": "m4", "account_id": "ACC-7", "timestamp": "2026-11-03", "text": "客户确认产线升级预算已批复"}"#,
+        r#"{"id": "m5", "account_id": "ACC-9", "timestamp": "2026-11-04", "text": "  "}"#,
     ];
     child
         .stdin
@@ -41,7 +42,7 @@ fn watch_answers_every_line_and_keeps_account_state() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 5, "one answer per input line: {lines:?}");
+    assert_eq!(lines.len(), 6, "one answer per input line: {lines:?}");
     assert_eq!(lines[0]["id"], "m1");
     assert!(lines[1]["error"]
         .as_str()
@@ -63,6 +64,11 @@ fn watch_answers_every_line_and_keeps_account_state() {
         .as_str()
         .unwrap()
         .contains("bad timestamp `yesterday`"));
+    // Errors carry the message id when the line has one (regression: only the line number).
+    assert_eq!(lines[3]["id"], "m3");
+    // An empty text is an error, not an interaction of the account (regression).
+    assert!(lines[5]["error"].as_str().unwrap().contains("empty `text`"));
+    assert_eq!(lines[5]["id"], "m5");
     assert_eq!(lines[4]["account_messages"], 1, "accounts are kept apart");
     assert!(lines[4]["signals"]
         .as_array()

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use augur_signals::{Note, NoteSignals, SignalExtractor};
 use chrono::NaiveDate;
 use polars::prelude::{Column, DataFrame, DataType, NamedFrom, Series};
@@ -70,10 +70,16 @@ struct TableOptions {
 /// Runs `augur extract`.
 pub fn run(args: ExtractArgs) -> Result<()> {
     if let Some(text) = &args.text {
+        if text.trim().is_empty() {
+            bail!("--text is empty: give the note to analyse");
+        }
         let extractor = build_extractor(&args.model, &args.pack)?;
         let date = args.date.unwrap_or_else(today);
         let found = extractor.extract(&Note::new("text", text.as_str()).with_date(date))?;
         return print_hits(&found, args.json);
+    }
+    if args.json || args.date.is_some() {
+        bail!("--json and --date apply to --text only; a table's dates come from its timestamp column and its output format from -o's extension");
     }
     let (input, output) = (
         args.input.as_deref().expect("clap"),

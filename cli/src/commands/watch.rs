@@ -52,7 +52,17 @@ pub fn run(args: WatchArgs) -> Result<()> {
             Ok(line) if line.trim().is_empty() => continue,
             Ok(line) => match handle(&live, &line, line_no) {
                 Ok(value) => value,
-                Err(e) => serde_json::json!({"line": line_no, "error": e.to_string()}),
+                Err(e) => {
+                    let mut reply = serde_json::json!({"line": line_no, "error": e.to_string()});
+                    // The message's id, when the line has one, so a caller can match the error.
+                    if let Some(id) = serde_json::from_str::<serde_json::Value>(&line)
+                        .ok()
+                        .and_then(|v| v.get("id").cloned())
+                    {
+                        reply["id"] = id;
+                    }
+                    reply
+                }
             },
         };
         writeln!(stdout, "{reply}")?;
@@ -65,6 +75,9 @@ fn handle(live: &LiveScorer, line: &str, line_no: usize) -> Result<serde_json::V
     let incoming: Incoming = serde_json::from_str(line).map_err(|e| {
         anyhow::anyhow!("not a message ({e}); expected {{\"account_id\", \"text\", \"timestamp\"}}")
     })?;
+    if incoming.text.trim().is_empty() {
+        anyhow::bail!("empty `text`: nothing to score");
+    }
     let date = match incoming.timestamp.as_deref() {
         None => super::extract::today(),
         Some(raw) => parse_date(raw)
