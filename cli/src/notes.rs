@@ -6,7 +6,7 @@ use augur_signals::Note;
 use chrono::{NaiveDate, NaiveDateTime};
 use polars::prelude::{Column, DataFrame};
 
-use crate::table::{missing_column, optional_strings, required_strings};
+use crate::table::{missing_column, optional_strings, required_strings, string_column};
 
 /// Default name of the note id column.
 const DEFAULT_ID_COLUMN: &str = "id";
@@ -82,6 +82,8 @@ pub fn notes_from_table(
     first_row: usize,
     columns: &ColumnArgs,
 ) -> Result<NotesTable> {
+    // Numbers are not notes: the text column must hold text (as `embed` requires).
+    string_column(df, &columns.text_column, "--text-column")?;
     let texts = required_strings(df, &columns.text_column, "--text-column")?;
     let ids = optional_unless_named(df, &columns.id_column, DEFAULT_ID_COLUMN, "--id-column")?;
     let accounts = optional_unless_named(

@@ -167,9 +167,12 @@ pub fn string_column<'a>(df: &'a DataFrame, name: &str, flag: &str) -> Result<&'
     let Ok(column) = df.column(name) else {
         bail!("{}", missing_column(df, name, flag));
     };
-    column
-        .str()
-        .with_context(|| format!("column `{name}` must hold text, found {}", column.dtype()))
+    column.str().map_err(|_| {
+        anyhow::anyhow!(
+            "column `{name}` must hold text, found {} (choose the text column with {flag})",
+            column.dtype()
+        )
+    })
 }
 
 /// Where `path` points once written: the file itself when it exists, otherwise its folder

@@ -1199,3 +1199,33 @@ fn extract_refuses_an_empty_text_and_text_only_flags_on_a_table() {
         );
     }
 }
+
+/// Regression: input columns named like output columns (`signal`, `note_id`) were dropped, and a
+/// numeric column given as the text was analysed as text.
+#[test]
+fn clashing_input_columns_are_kept_and_the_text_must_be_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("notes.csv");
+    std::fs::write(
+        &input,
+        "id,note_id,signal,text,amount\n1,X,crm-tag,We need a quote by Friday,3.5\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.csv");
+    let (input, out_path) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let run = augur(&["extract", input, "-o", out_path]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let rows = read_csv(&out);
+    assert_eq!(rows[0]["input_note_id"], "X");
+    assert_eq!(rows[0]["input_signal"], "crm-tag");
+    let run = augur(&["extract", input, "-o", out_path, "--text-column", "amount"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("column `amount` must hold text, found f64"),
+        "{stderr}"
+    );
+}

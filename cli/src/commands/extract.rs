@@ -269,10 +269,16 @@ fn hits_table(
     let mut all = own;
     for column in passed.columns() {
         let name = column.name().to_string();
-        if name == columns.text_column || own_names.contains(&name) {
+        if name == columns.text_column {
             continue;
         }
-        all.push(column.clone());
+        // An input column named like an output column is kept under `input_<name>` (regression:
+        // an input `signal` or `note_id` column was dropped).
+        let mut column = column.clone();
+        if own_names.contains(&name) {
+            column.rename(format!("input_{name}").into());
+        }
+        all.push(column);
     }
     Ok(DataFrame::new(passed.height(), all)?)
 }

@@ -90,6 +90,7 @@ pub fn load_gold(path: &Path) -> Result<Vec<GoldNote>> {
 pub fn parse_gold(text: &str, origin: &Path) -> Result<Vec<GoldNote>> {
     let path = origin;
     let mut notes = Vec::new();
+    let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
     for (i, line) in text
         .lines()
         .enumerate()
@@ -101,6 +102,12 @@ pub fn parse_gold(text: &str, origin: &Path) -> Result<Vec<GoldNote>> {
             message,
         };
         let note: GoldNote = serde_json::from_str(line).map_err(|e| gold_error(e.to_string()))?;
+        if let Some(first) = seen.insert(note.id.clone(), i + 1) {
+            return Err(gold_error(format!(
+                "note id {} is already used on line {first}; ids must be unique",
+                note.id
+            )));
+        }
         let chars = note.text.chars().count();
         for s in &note.signals {
             if s.start >= s.end || s.end > chars {
@@ -129,7 +136,7 @@ mod tests {
     /// Regression: a span with its end before its start (and no evidence to check it against)
     /// was accepted, and scoring it underflowed.
     #[test]
-    fn spans_that_are_empty_inverted_or_past_the_text_are_refused_by_line() {
+    fn bad_spans_and_repeated_note_ids_are_refused_by_line() {
         for (start, end) in [(5, 2), (3, 3), (0, 40)] {
             let line = serde_json::json!({
                 "id": "n1", "text": "预算已经批了",
@@ -141,6 +148,14 @@ mod tests {
             assert!(err.starts_with("gold.jsonl:2: note n1"), "{err}");
             assert!(err.contains(&format!("span {start}..{end}")), "{err}");
         }
+        let twice = serde_json::json!({"id": "n1", "text": "预算已经批了", "signals": []});
+        let err = parse_gold(&format!("{twice}\n{twice}\n"), Path::new("gold.jsonl"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("gold.jsonl:2: note id n1 is already used on line 1"),
+            "{err}"
+        );
         let fine = serde_json::json!({
             "id": "n1", "text": "预算已经批了",
             "signals": [{"signal": "budget_approved", "start": 0, "end": 6}]
