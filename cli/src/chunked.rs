@@ -620,7 +620,7 @@ impl PartialTable {
 #[derive(Debug, Default, Serialize, Deserialize)]
 pub struct Checkpoint {
     /// Identity of the input, output and settings; a resume with anything changed starts over.
-    pub fingerprint: String,
+    pub identity: RunIdentity,
     /// Input rows consumed (processed or rejected).
     pub rows_done: usize,
     /// Rows processed (not rejected).
@@ -691,14 +691,14 @@ pub fn run_job(
         "{}.checkpoint.json",
         output.file_name().unwrap_or_default().to_string_lossy()
     ));
-    let fingerprint = fingerprint(
+    let identity = RunIdentity::of(
         input,
         output,
         &format!("{rejects_path:?} {}", settings.fingerprint_extra),
     );
     let saved = read_checkpoint(&checkpoint_path);
     let resumable = match &saved {
-        Some(c) if settings.resume && c.fingerprint == fingerprint => {
+        Some(c) if settings.resume && c.identity == identity => {
             PartialTable::can_resume(output, c.output)?
                 && match rejects_path {
                     Some(p) => PartialTable::can_resume(p, c.rejects)?,
@@ -722,7 +722,10 @@ pub fn run_job(
         saved => {
             match saved {
                 Some(_) if !settings.resume => eprintln!("note: an interrupted run of this output was found; starting over (pass --resume to continue it)"),
-                Some(c) if c.fingerprint != fingerprint => eprintln!("note: the interrupted run used other input, output or settings; starting over"),
+                Some(c) if c.identity != identity => eprintln!(
+                    "note: since the interrupted run, {}; starting over",
+                    c.identity.changes_to(&identity).join(", ")
+                ),
                 Some(_) => eprintln!("note: the interrupted run's partial output is missing or shorter than its checkpoint; starting over"),
                 None if settings.resume => eprintln!("note: no interrupted run of this output to resume; starting from the first row"),
                 None => {}
@@ -733,7 +736,7 @@ pub fn run_job(
                     .with_context(|| format!("{}: cannot remove", checkpoint_path.display()))?;
             }
             let fresh = Checkpoint {
-                fingerprint,
+                identity,
                 ..Checkpoint::default()
             };
             (
@@ -841,25 +844,86 @@ fn save_checkpoint(checkpoint: &Checkpoint, path: &Path) -> Result<()> {
 }
 
 /// Identity of a job: input (path, size, modification time), output and settings.
-fn fingerprint(input: &Path, output: &Path, settings: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::hash::DefaultHasher::new();
-    input
-        .canonicalize()
-        .unwrap_or_else(|_| input.to_path_buf())
-        .hash(&mut h);
-    output.hash(&mut h);
-    if let Ok(meta) = std::fs::metadata(input) {
-        meta.len().hash(&mut h);
-        meta.modified().ok().hash(&mut h);
+/// What a run reads, writes and does, each part hashed: a resume continues only when all three
+/// match, and says which changed when they do not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunIdentity {
+    /// The input file: path, size and modification time.
+    pub input: String,
+    /// The output path.
+    pub output: String,
+    /// The flags, model and pack (as the command describes them).
+    pub settings: String,
+}
+
+impl RunIdentity {
+    fn of(input: &Path, output: &Path, settings: &str) -> Self {
+        use std::hash::{Hash, Hasher};
+        let hash = |write: &dyn Fn(&mut std::hash::DefaultHasher)| {
+            let mut h = std::hash::DefaultHasher::new();
+            write(&mut h);
+            format!("{:016x}", h.finish())
+        };
+        Self {
+            input: hash(&|h| {
+                input
+                    .canonicalize()
+                    .unwrap_or_else(|_| input.to_path_buf())
+                    .hash(h);
+                if let Ok(meta) = std::fs::metadata(input) {
+                    meta.len().hash(h);
+                    meta.modified().ok().hash(h);
+                }
+            }),
+            output: hash(&|h| output.hash(h)),
+            settings: hash(&|h| settings.hash(h)),
+        }
     }
-    settings.hash(&mut h);
-    format!("{:016x}", h.finish())
+
+    /// What differs in `now`, in words.
+    fn changes_to(&self, now: &Self) -> Vec<&'static str> {
+        let mut changes = Vec::new();
+        if self.input != now.input {
+            changes.push("the input file changed (path, size or modification time)");
+        }
+        if self.output != now.output {
+            changes.push("the output path changed");
+        }
+        if self.settings != now.settings {
+            changes.push("the settings changed (flags, columns, model, adapter or pack)");
+        }
+        changes
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a resume that had to start over said only "other input, output or settings".
+    #[test]
+    fn a_changed_run_says_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("notes.csv");
+        std::fs::write(&input, "id,text\n1,a\n").unwrap();
+        let out = dir.path().join("out.csv");
+        let before = RunIdentity::of(&input, &out, "--threshold 0.7");
+        assert!(before.changes_to(&before.clone()).is_empty());
+        let flags = RunIdentity::of(&input, &out, "--threshold 0.6");
+        assert_eq!(
+            before.changes_to(&flags),
+            ["the settings changed (flags, columns, model, adapter or pack)"]
+        );
+        std::fs::write(&input, "id,text\n1,a\n2,b\n").unwrap();
+        let both = RunIdentity::of(&input, &dir.path().join("other.csv"), "--threshold 0.7");
+        assert_eq!(
+            before.changes_to(&both),
+            [
+                "the input file changed (path, size or modification time)",
+                "the output path changed"
+            ]
+        );
+    }
 
     fn records(csv: &str) -> Vec<String> {
         let dir = tempfile::tempdir().unwrap();

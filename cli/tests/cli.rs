@@ -983,6 +983,27 @@ fn named_columns_must_exist_and_score_outputs_are_recognised() {
         !run.status.success() && stderr.contains("no column `account_id`"),
         "{stderr}"
     );
+    // An accounts table keyed by another name: --accounts-key, not --account-column.
+    let accounts = dir.path().join("accounts.csv");
+    std::fs::write(&accounts, "account,seats\nACC-1001,10\n").unwrap();
+    let keyed = |extra: &[&str]| {
+        let mut args = vec!["score", notes, "-o", scores.to_str().unwrap(), "--accounts"];
+        args.push(accounts.to_str().unwrap());
+        args.extend(extra);
+        augur(&args)
+    };
+    let run = keyed(&[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        !run.status.success() && stderr.contains("Choose one with --accounts-key"),
+        "{stderr}"
+    );
+    let run = keyed(&["--accounts-key", "account"]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let run = augur(&["explain", "ACC-1001", "--from", notes]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(

@@ -30,10 +30,13 @@ const LABEL_COLUMNS: &[&str] = &["churned", "won"];
 pub struct AccountInputArgs {
     /// Notes table (.csv, .parquet, .ndjson/.jsonl) with account_id, timestamp and text columns.
     pub notes: PathBuf,
-    /// Accounts table keyed by `account_id`: numeric columns become features, others are passed
-    /// through; `churned` / `won` are outcome labels.
+    /// Accounts table keyed by account id (see --accounts-key): numeric columns become features,
+    /// others are passed through; `churned` / `won` (and fit-scorer's --labels) are outcomes.
     #[arg(long)]
     pub accounts: Option<PathBuf>,
+    /// The accounts table's id column (default: the notes' --account-column name).
+    #[arg(long, value_name = "COLUMN", requires = "accounts")]
+    pub accounts_key: Option<String>,
     /// "Now" for windows and recency (default: the latest note date).
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub as_of: Option<NaiveDate>,
@@ -199,7 +202,7 @@ fn read_accounts(
 ) -> Result<AccountTable> {
     let mut table = AccountTable::default();
     let accounts = read_table(path)?;
-    let ids = required_strings(&accounts, account_column, "--account-column")
+    let ids = required_strings(&accounts, account_column, "--accounts-key")
         .with_context(|| format!("{}: the account id column to join on", path.display()))?;
     if let Some(absent) = label_columns
         .iter()
@@ -288,7 +291,13 @@ fn load_accounts(
         ],
     )?;
     let table = match &args.accounts {
-        Some(path) => read_accounts(path, &args.columns.account_column, label_columns)?,
+        Some(path) => read_accounts(
+            path,
+            args.accounts_key
+                .as_deref()
+                .unwrap_or(&args.columns.account_column),
+            label_columns,
+        )?,
         None => AccountTable::default(),
     };
     let extractor = build_extractor(&args.model, &args.pack)?;
