@@ -1155,6 +1155,14 @@ fn eval_signals_warns_about_gold_it_cannot_score() {
         stderr.contains("gold signal `budget_aproved` (1 spans) is not in pack b2b"),
         "{stderr}"
     );
+    // Nothing predicted: precision is undefined, shown as `-` (it read 1.000).
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("budget_aproved"))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(cells[1..], ["-", "0.000", "0.000", "1", "0"], "{row}");
 }
 
 /// Regression: extracting from a Parquet file with a list column (e.g. `augur embed`'s vectors)

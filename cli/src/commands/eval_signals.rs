@@ -204,12 +204,21 @@ pub fn print_report(r: &EvalReport) {
         "{:<26} {:>6} {:>6} {:>6} {:>5} {:>5}",
         "signal", "P", "R", "F1", "gold", "pred"
     );
+    // A precision without predictions (or a recall without gold) is undefined: shown as `-`, not
+    // as a perfect 1.000.
+    let ratio = |value: f64, defined: bool| {
+        if defined {
+            format!("{value:.3}")
+        } else {
+            "-".to_string()
+        }
+    };
     let line = |name: &str, c: &augur_signals::eval::Counts| {
         println!(
-            "{name:<26} {:>6.3} {:>6.3} {:>6.3} {:>5} {:>5}",
-            c.precision(),
-            c.recall(),
-            c.f1(),
+            "{name:<26} {:>6} {:>6} {:>6} {:>5} {:>5}",
+            ratio(c.precision(), c.predictions > 0),
+            ratio(c.recall(), c.gold > 0),
+            ratio(c.f1(), c.predictions > 0 || c.gold > 0),
             c.gold,
             c.predictions
         )
