@@ -727,7 +727,7 @@ pub fn run_job(
                     c.identity.changes_to(&identity).join(", ")
                 ),
                 Some(_) => eprintln!("note: the interrupted run's partial output is missing or shorter than its checkpoint; starting over"),
-                None if settings.resume => eprintln!("note: no interrupted run of this output to resume; starting from the first row"),
+                None if settings.resume && !checkpoint_path.exists() => eprintln!("note: no interrupted run of this output to resume; starting from the first row"),
                 None => {}
             }
             // The old checkpoint goes first: a crash from here on must not resume into new files.

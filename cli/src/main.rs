@@ -68,13 +68,13 @@ fn main() {
     }
 }
 
-/// The error and its causes, joined by `: `, each cause left out when the text so far already
-/// says it (library errors repeat their source, e.g. `file: No such file…: No such file…`).
+/// The error and its causes, joined by `: `, a cause left out when the text so far already ends
+/// with it (library errors repeat their source, e.g. `file: No such file…: No such file…`).
 fn describe(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {
         let part = cause.to_string();
-        if text.contains(&part) {
+        if text.ends_with(&part) {
             continue;
         }
         if !text.is_empty() {

@@ -82,8 +82,14 @@ pub fn notes_from_table(
     first_row: usize,
     columns: &ColumnArgs,
 ) -> Result<NotesTable> {
-    // Numbers are not notes: the text column must hold text (as `embed` requires).
-    string_column(df, &columns.text_column, "--text-column")?;
+    // Numbers are not notes: the text column must hold text (as `embed` requires), or nothing
+    // at all (a chunk where every text is missing: its rows become rejects).
+    if df
+        .column(&columns.text_column)
+        .is_ok_and(|c| c.dtype() != &polars::prelude::DataType::Null)
+    {
+        string_column(df, &columns.text_column, "--text-column")?;
+    }
     let texts = required_strings(df, &columns.text_column, "--text-column")?;
     let ids = optional_unless_named(df, &columns.id_column, DEFAULT_ID_COLUMN, "--id-column")?;
     let accounts = optional_unless_named(

@@ -175,18 +175,45 @@ pub fn string_column<'a>(df: &'a DataFrame, name: &str, flag: &str) -> Result<&'
     })
 }
 
-/// Where `path` points once written: the file itself when it exists, otherwise its folder
-/// resolved plus its name (`None` when the folder does not exist yet, so nothing there can be an
-/// input).
+/// Where `path` points once written: absolute, `.` and `..` resolved by name first (a folder
+/// that does not exist yet may be created, so `new/../notes.csv` is `notes.csv`), then links
+/// resolved where the file or its folder exists.
 fn resolved(path: &Path) -> Option<std::path::PathBuf> {
-    if let Ok(real) = path.canonicalize() {
+    use std::path::Component;
+    let absolute = std::env::current_dir().ok()?.join(path);
+    let mut lexical = std::path::PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            Component::CurDir => {}
+            other => lexical.push(other),
+        }
+    }
+    if let Ok(real) = lexical.canonicalize() {
         return Some(real);
     }
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    Some(dir.canonicalize().ok()?.join(path.file_name()?))
+    Some(
+        lexical
+            .parent()?
+            .canonicalize()
+            .ok()?
+            .join(lexical.file_name()?),
+    )
+}
+
+/// Whether two existing paths are one file (a hard link, on Unix).
+fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(a), Ok(b)) = (std::fs::metadata(a), std::fs::metadata(b)) {
+            return a.dev() == b.dev() && a.ino() == b.ino();
+        }
+    }
+    let _ = (a, b);
+    false
 }
 
 /// Refuses to start when an output path names one of the inputs: writing there would destroy
@@ -198,7 +225,7 @@ pub fn refuse_overwriting_inputs(inputs: &[&Path], outputs: &[(&str, &Path)]) ->
             continue;
         };
         for (flag, output) in outputs {
-            if resolved(output).as_ref() == Some(&input_file) {
+            if resolved(output).as_ref() == Some(&input_file) || same_file(input, output) {
                 bail!(
                     "{flag} {} is the input file {}: writing there would destroy it; choose another path",
                     output.display(),

@@ -821,8 +821,14 @@ fn outputs_that_name_the_input_are_refused_before_anything_runs() {
     // The same file through another spelling of its folder.
     let spelled = dir.path().join(".").join("notes.csv");
     let other = dir.path().join("out.csv");
+    let through_new_folder = dir.path().join("new/../notes.csv");
+    let hard_link = dir.path().join("link.csv");
+    std::fs::hard_link(&notes, &hard_link).unwrap();
     for args in [
         vec!["extract", same, "-o", same],
+        vec!["extract", same, "-o", through_new_folder.to_str().unwrap()],
+        vec!["extract", same, "-o", hard_link.to_str().unwrap()],
+        vec!["eval-signals", same, "--errors", same],
         vec![
             "extract",
             same,
@@ -998,12 +1004,27 @@ fn named_columns_must_exist_and_score_outputs_are_recognised() {
         !run.status.success() && stderr.contains("Choose one with --accounts-key"),
         "{stderr}"
     );
+    // Its own `account_id` (a CRM id) and a `won` text column must not break the run.
+    std::fs::write(
+        &accounts,
+        "account,account_id,won,seats\nACC-1001,CRM-1,closed-won,10\n",
+    )
+    .unwrap();
     let run = keyed(&["--accounts-key", "account"]);
     assert!(
         run.status.success(),
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&scores)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(first.get("input_account_id").is_some(), "{first}");
     let run = augur(&["explain", "ACC-1001", "--from", notes]);
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(

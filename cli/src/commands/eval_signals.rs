@@ -13,7 +13,7 @@ use clap::ValueEnum;
 
 use crate::commands::signals::{build_extractor, load_pack, PackArgs};
 use crate::commands::ModelArgs;
-use crate::table::ensure_parent;
+use crate::table::{ensure_parent, refuse_overwriting_inputs};
 
 /// Precision / recall / F1 of signal extraction against an annotated corpus.
 ///
@@ -71,6 +71,15 @@ pub enum SplitArg {
 
 /// Runs `augur eval-signals`.
 pub fn run(args: EvalSignalsArgs) -> Result<()> {
+    if let Some(errors) = &args.errors {
+        let inputs: Vec<&Path> = args
+            .gold
+            .iter()
+            .map(PathBuf::as_path)
+            .chain(args.against.as_deref())
+            .collect();
+        refuse_overwriting_inputs(&inputs, &[("--errors", errors)])?;
+    }
     let mut gold: Vec<GoldNote> = Vec::new();
     for path in &args.gold {
         gold.extend(load_gold(path)?);

@@ -79,8 +79,8 @@ pub struct ScoreArgs {
     /// A lead-intent scorer fitted by `augur fit-scorer` (default: taxonomy weights).
     #[arg(long)]
     pub lead_model: Option<PathBuf>,
-    /// Band thresholds: high,medium on the 0–100 scale (`--bands 70,40` or `--bands 70 40`).
-    #[arg(long, value_delimiter = ',', num_args = 1..=2, default_values_t = [70.0, 40.0])]
+    /// Band thresholds: high,medium on the 0–100 scale (e.g. `--bands 70,40`).
+    #[arg(long, value_delimiter = ',', num_args = 1, default_values_t = [70.0, 40.0])]
     pub bands: Vec<f64>,
     /// A previous `augur score` output: report score deltas and the factors that moved them.
     #[arg(long)]
@@ -180,21 +180,33 @@ struct AccountTable {
     labels: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
-/// An outcome label: 0/1 (or any number, non-zero meaning yes), true/false, yes/no.
-fn parse_label(value: &str) -> Option<f64> {
+/// What an outcome cell says.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum LabelCell {
+    /// 0 or 1.
+    Known(f64),
+    /// Blank, `NA`, `null`, `nan`: the outcome is not known.
+    Unknown,
+    /// Anything else.
+    Unreadable,
+}
+
+/// An outcome label: 0/1 (also `1.0`), true/false, yes/no; blanks and NA are unknown.
+fn parse_label(value: &str) -> LabelCell {
     match value.trim().to_lowercase().as_str() {
-        "true" | "yes" | "y" => Some(1.0),
-        "false" | "no" | "n" => Some(0.0),
-        other => other
-            .parse::<f64>()
-            .ok()
-            .filter(|x| x.is_finite())
-            .map(|x| f64::from(u8::from(x != 0.0))),
+        "true" | "yes" | "y" | "1" => LabelCell::Known(1.0),
+        "false" | "no" | "n" | "0" => LabelCell::Known(0.0),
+        "" | "na" | "n/a" | "null" | "nan" | "none" => LabelCell::Unknown,
+        other => match other.parse::<f64>() {
+            Ok(x) if x == 0.0 || x == 1.0 => LabelCell::Known(x),
+            _ => LabelCell::Unreadable,
+        },
     }
 }
 
 /// Reads the accounts table: `label_columns` (and `churned` / `won`) are outcome labels, never
-/// features; a label that is not 0/1, true/false or yes/no is refused with its row.
+/// features. In `label_columns` (the one a fit learns from) a value that is not 0/1, true/false,
+/// yes/no or blank is refused with its row; in `churned` / `won` otherwise, it is left unknown.
 fn read_accounts(
     path: &Path,
     account_column: &str,
@@ -236,13 +248,16 @@ fn read_accounts(
                 continue;
             };
             if is_label {
-                let label = parse_label(&value).with_context(|| {
-                    format!(
-                        "{}: row {} (account {id}): label `{name}` is `{value}`; expected 0/1, true/false or yes/no (leave it empty for an unknown outcome)",
+                let label = match parse_label(&value) {
+                    LabelCell::Known(label) => label,
+                    LabelCell::Unknown => continue,
+                    LabelCell::Unreadable if label_columns.contains(&name.as_str()) => bail!(
+                        "{}: row {} (account {id}): label `{name}` is `{value}`; expected 0/1, true/false or yes/no (or a blank cell for an unknown outcome)",
                         path.display(),
                         row + 1
-                    )
-                })?;
+                    ),
+                    LabelCell::Unreadable => continue,
+                };
                 table
                     .labels
                     .entry(id.clone())
@@ -569,6 +584,8 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
     if let Some(events) = &args.events {
         let inputs: Vec<&Path> = std::iter::once(args.input.notes.as_path())
             .chain(args.input.accounts.as_deref())
+            .chain(args.rules.as_deref())
+            .chain(args.previous.as_deref())
             .collect();
         refuse_overwriting_inputs(&inputs, &[("--events", events)])?;
     }
@@ -594,6 +611,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
     ];
 
     let mut columns: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+    let mut passed: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
     let mut numbers: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
     let mut ids = Vec::new();
     let mut bands_summary: BTreeMap<(String, String), usize> = BTreeMap::new();
@@ -642,7 +660,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
             .into_iter()
             .flatten()
         {
-            columns.entry(k.clone()).or_insert_with(|| vec![None; n])[i] = Some(v.clone());
+            passed.entry(k.clone()).or_insert_with(|| vec![None; n])[i] = Some(v.clone());
         }
     }
     let mut out_columns = vec![Column::new("account_id".into(), ids)];
@@ -650,6 +668,16 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
         out_columns.push(Column::new(name.as_str().into(), values.clone()));
     }
     for (name, values) in &columns {
+        out_columns.push(Column::new(name.as_str().into(), values.clone()));
+    }
+    // Accounts-table text passes through; a name the scores use is kept as `input_<name>`.
+    for (name, values) in &passed {
+        let taken = out_columns.iter().any(|c| c.name().as_str() == name);
+        let name = if taken {
+            format!("input_{name}")
+        } else {
+            name.clone()
+        };
         out_columns.push(Column::new(name.as_str().into(), values.clone()));
     }
     let mut df = DataFrame::new(n, out_columns)?;
@@ -754,9 +782,30 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
         }
     }
     if rows.is_empty() {
+        let labelled: Vec<&String> = accounts
+            .labels
+            .iter()
+            .filter(|(_, l)| l.contains_key(&args.labels))
+            .map(|(id, _)| id)
+            .collect();
+        if labelled.is_empty() {
+            bail!(
+                "no account has a value in `{}`: every label cell is blank or unknown",
+                args.labels
+            );
+        }
+        let with_notes: Vec<&str> = accounts
+            .timelines
+            .iter()
+            .take(3)
+            .map(|t| t.account_id.as_str())
+            .collect();
         bail!(
-            "no account has a value in `{}`: every label cell is empty",
-            args.labels
+            "{} accounts have a `{}` label, but none of them has notes: the ids do not match (accounts table: {}…; notes: {}…); check the id columns (--accounts-key, --account-column)",
+            labelled.len(),
+            args.labels,
+            labelled.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+            with_notes.join(", ")
         );
     }
     let target = match args.target {
@@ -880,4 +929,30 @@ pub fn run_explain(args: ExplainArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: any non-zero number counted as a positive label (-1 / +1 coding inverted a
+    /// fit), and blank cells were refused.
+    #[test]
+    fn labels_are_zero_or_one_and_blanks_are_unknown() {
+        for (cell, expected) in [
+            ("1", LabelCell::Known(1.0)),
+            ("1.0", LabelCell::Known(1.0)),
+            (" TRUE ", LabelCell::Known(1.0)),
+            ("no", LabelCell::Known(0.0)),
+            ("0.0", LabelCell::Known(0.0)),
+            ("", LabelCell::Unknown),
+            ("  ", LabelCell::Unknown),
+            ("NA", LabelCell::Unknown),
+            ("-1", LabelCell::Unreadable),
+            ("0.3", LabelCell::Unreadable),
+            ("closed-won", LabelCell::Unreadable),
+        ] {
+            assert_eq!(parse_label(cell), expected, "{cell:?}");
+        }
+    }
 }

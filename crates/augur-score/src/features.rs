@@ -69,21 +69,26 @@ fn mean(v: &[f64]) -> f64 {
     }
 }
 
-/// Least-squares slope of `(x, y)` points, `x` in months (0 with fewer than two distinct x).
-/// The spread of `x` counts as at least one month per point: notes a few days apart say little
-/// about a trend, and their raw slope per month explodes (two notes a day apart, +0.8 then 0,
-/// made −24 per month and a churn risk of 100). With sentiments in −1..1 the result stays within
-/// ±1 per month.
+/// Least-squares slope of `(x, y)` points, `x` in months. Notes less than two weeks apart in
+/// all say nothing about a trend, and their slope per month explodes (two notes a day apart,
+/// +0.8 then 0, made −24 per month and a churn risk of 100): below that span the slope is 0.
 fn slope(points: &[(f64, f64)]) -> f64 {
+    let (lo, hi) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+            (lo.min(p.0), hi.max(p.0))
+        });
+    if points.len() < 2 || hi - lo < MIN_TREND_SPAN_MONTHS {
+        return 0.0;
+    }
     let mx = mean(&points.iter().map(|p| p.0).collect::<Vec<_>>());
     let my = mean(&points.iter().map(|p| p.1).collect::<Vec<_>>());
     let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    if sxx == 0.0 {
-        return 0.0;
-    }
-    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    sxy / sxx.max(points.len() as f64)
+    points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx
 }
+
+/// The shortest span of note dates (two weeks, in months) over which a sentiment trend counts.
+const MIN_TREND_SPAN_MONTHS: f64 = 14.0 / 30.0;
 
 fn sentiment_evidence(i: &Interaction) -> Evidence {
     Evidence {
@@ -261,8 +266,7 @@ mod tests {
 
     #[test]
     fn slope_of_a_line_is_its_gradient() {
-        let months = [(0.0, 1.0), (1.5, 0.5), (3.0, 0.0)];
-        assert!((slope(&months) + 1.0 / 3.0).abs() < 1e-12);
+        assert!((slope(&[(0.0, 1.0), (1.0, 0.5), (2.0, 0.0)]) + 0.5).abs() < 1e-12);
         assert_eq!(slope(&[(1.0, 1.0)]), 0.0);
     }
 
@@ -271,9 +275,13 @@ mod tests {
     #[test]
     fn notes_days_apart_make_no_steep_trend() {
         let day = 1.0 / 30.0;
-        let trend = slope(&[(-day, 0.8), (0.0, 0.0)]);
-        assert!(trend.abs() < 0.01, "{trend}");
-        // A steady fall over three months keeps its full slope.
-        assert!((slope(&[(-3.0, 0.6), (-1.5, 0.0), (0.0, -0.6)]) + 0.4).abs() < 1e-12);
+        assert_eq!(slope(&[(-day, 0.8), (0.0, 0.0)]), 0.0);
+        assert_eq!(
+            slope(&[(-13.0 * day, 0.8), (-6.0 * day, 0.4), (0.0, 0.0)]),
+            0.0
+        );
+        // From two weeks on, the fall counts in full.
+        let fall = slope(&[(-15.0 * day, 0.8), (0.0, 0.0)]);
+        assert!((fall + 1.6).abs() < 1e-9, "{fall}");
     }
 }
