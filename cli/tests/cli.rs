@@ -31,6 +31,17 @@ fn augur(args: &[&str]) -> Output {
     out
 }
 
+/// Runs `augur` expecting it to fail with `expected` in its error; returns the error output.
+fn refused(args: &[&str], expected: &str) -> String {
+    let run = augur(args);
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(
+        !run.status.success() && stderr.contains(expected),
+        "{args:?}: {stderr}"
+    );
+    stderr
+}
+
 fn sample() -> String {
     repo()
         .join("fixtures/notes/sample_notes.csv")
@@ -840,13 +851,8 @@ fn outputs_that_name_the_input_are_refused_before_anything_runs() {
         vec!["score", same, "-o", same],
         vec!["embed", same, "-o", spelled.to_str().unwrap()],
     ] {
-        let run = augur(&args);
-        assert!(!run.status.success(), "{args:?}");
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(
-            stderr.contains("is the input file") && !stderr.contains("model:"),
-            "{args:?}: {stderr}"
-        );
+        let stderr = refused(&args, "is the input file");
+        assert!(!stderr.contains("model:"), "{args:?}: {stderr}");
         assert_eq!(std::fs::read(&notes).unwrap(), original, "{args:?}");
     }
 }
@@ -879,22 +885,20 @@ fn rules_that_can_never_fire_are_refused_with_the_rule() {
             ),
         )
         .unwrap();
-        let run = augur(&[
-            "score",
-            notes.to_str().unwrap(),
-            "-o",
-            dir.path().join("scores.ndjson").to_str().unwrap(),
-            "--rules",
-            rules.to_str().unwrap(),
-            "--events",
-            dir.path().join("events.ndjson").to_str().unwrap(),
-        ]);
-        assert!(!run.status.success());
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(
-            stderr.contains("rule `r1`: ") && stderr.contains(expected),
-            "{when}: {stderr}"
+        let stderr = refused(
+            &[
+                "score",
+                notes.to_str().unwrap(),
+                "-o",
+                dir.path().join("scores.ndjson").to_str().unwrap(),
+                "--rules",
+                rules.to_str().unwrap(),
+                "--events",
+                dir.path().join("events.ndjson").to_str().unwrap(),
+            ],
+            expected,
         );
+        assert!(stderr.contains("rule `r1`: "), "{when}: {stderr}");
         assert!(
             !stderr.contains("model:"),
             "checked before extraction: {stderr}"
@@ -907,17 +911,17 @@ fn rules_that_can_never_fire_are_refused_with_the_rule() {
 fn eval_signals_on_an_empty_split_says_which_splits_exist() {
     let blind = repo().join("fixtures/signals/agreement/blind_test.jsonl");
     let blind = blind.to_str().unwrap();
-    let run = augur(&[
-        "eval-signals",
-        blind,
-        "--split",
-        "train",
-        "--against",
-        blind,
-    ]);
-    assert!(!run.status.success());
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains("129 with split `test`"), "{stderr}");
+    refused(
+        &[
+            "eval-signals",
+            blind,
+            "--split",
+            "train",
+            "--against",
+            blind,
+        ],
+        "129 with split `test`",
+    );
 }
 
 /// Regression: a missing file's OS error was printed twice, and output closed early (`| head`)
@@ -961,33 +965,29 @@ fn named_columns_must_exist_and_score_outputs_are_recognised() {
     let notes = repo().join("fixtures/notes/sample_notes.csv");
     let notes = notes.to_str().unwrap();
     let out = dir.path().join("out.csv");
-    let run = augur(&[
-        "extract",
-        notes,
-        "-o",
-        out.to_str().unwrap(),
-        "--account-column",
-        "acct",
-    ]);
-    assert!(!run.status.success());
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        stderr.contains("no column `acct`") && stderr.contains("--account-column"),
-        "{stderr}"
+    let stderr = refused(
+        &[
+            "extract",
+            notes,
+            "-o",
+            out.to_str().unwrap(),
+            "--account-column",
+            "acct",
+        ],
+        "no column `acct`",
     );
+    assert!(stderr.contains("--account-column"), "{stderr}");
     let no_accounts = dir.path().join("no_accounts.csv");
     std::fs::write(&no_accounts, "id,text\n1,We need a quote by Friday\n").unwrap();
     let scores = dir.path().join("scores.ndjson");
-    let run = augur(&[
-        "score",
-        no_accounts.to_str().unwrap(),
-        "-o",
-        scores.to_str().unwrap(),
-    ]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        !run.status.success() && stderr.contains("no column `account_id`"),
-        "{stderr}"
+    refused(
+        &[
+            "score",
+            no_accounts.to_str().unwrap(),
+            "-o",
+            scores.to_str().unwrap(),
+        ],
+        "no column `account_id`",
     );
     // An accounts table keyed by another name: --accounts-key, not --account-column.
     let accounts = dir.path().join("accounts.csv");
@@ -1000,8 +1000,9 @@ fn named_columns_must_exist_and_score_outputs_are_recognised() {
     };
     let run = keyed(&[]);
     let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "{stderr}");
     assert!(
-        !run.status.success() && stderr.contains("Choose one with --accounts-key"),
+        stderr.contains("Choose one with --accounts-key"),
         "{stderr}"
     );
     // Its own `account_id` (a CRM id) and a `won` text column must not break the run.
@@ -1025,24 +1026,20 @@ fn named_columns_must_exist_and_score_outputs_are_recognised() {
     )
     .unwrap();
     assert!(first.get("input_account_id").is_some(), "{first}");
-    let run = augur(&["explain", "ACC-1001", "--from", notes]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        !run.status.success() && stderr.contains("not an `augur score` output"),
-        "{stderr}"
+    refused(
+        &["explain", "ACC-1001", "--from", notes],
+        "not an `augur score` output",
     );
-    let run = augur(&[
-        "score",
-        notes,
-        "-o",
-        scores.to_str().unwrap(),
-        "--bands",
-        "40,70",
-    ]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        !run.status.success() && stderr.contains("high above medium"),
-        "{stderr}"
+    refused(
+        &[
+            "score",
+            notes,
+            "-o",
+            scores.to_str().unwrap(),
+            "--bands",
+            "40,70",
+        ],
+        "high above medium",
     );
 }
 
@@ -1064,17 +1061,15 @@ fn fit_checks_its_folder_first_and_reports_its_labels() {
     std::fs::create_dir(&other).unwrap();
     std::fs::write(other.join("notes.txt"), "keep me").unwrap();
     for (out, expected) in [(&file, "is a file"), (&other, "holds other files")] {
-        let run = augur(&[
-            "fit",
-            "--examples",
-            examples,
-            "--out",
-            out.to_str().unwrap(),
-        ]);
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(
-            !run.status.success() && stderr.contains(expected),
-            "{stderr}"
+        refused(
+            &[
+                "fit",
+                "--examples",
+                examples,
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            expected,
         );
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
@@ -1119,15 +1114,15 @@ fn a_malformed_record_is_named_by_its_row() {
     .unwrap();
     for (input, row) in [(&csv, "data row 3"), (&ndjson, "data row 2")] {
         let out = dir.path().join("out.csv");
-        let run = augur(&[
-            "extract",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        assert!(!run.status.success());
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(stderr.contains(row), "{stderr}");
+        let stderr = refused(
+            &[
+                "extract",
+                input.to_str().unwrap(),
+                "-o",
+                out.to_str().unwrap(),
+            ],
+            row,
+        );
         assert!(!stderr.contains("truncate_ragged_lines"), "{stderr}");
         // Nothing was checkpointed, so no partial output is left behind.
         let left: Vec<String> = std::fs::read_dir(dir.path())
@@ -1224,12 +1219,7 @@ fn list_columns_pass_through_to_csv_as_json() {
 /// ignored in table mode.
 #[test]
 fn extract_refuses_an_empty_text_and_text_only_flags_on_a_table() {
-    let run = augur(&["extract", "--text", "  "]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        !run.status.success() && stderr.contains("--text is empty"),
-        "{stderr}"
-    );
+    refused(&["extract", "--text", "  "], "--text is empty");
     let notes = repo().join("fixtures/notes/sample_notes.csv");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.csv");
@@ -1241,12 +1231,7 @@ fn extract_refuses_an_empty_text_and_text_only_flags_on_a_table() {
             out.to_str().unwrap(),
         ];
         args.extend(flag.iter().copied());
-        let run = augur(&args);
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(
-            !run.status.success() && stderr.contains("apply to --text only"),
-            "{flag:?}: {stderr}"
-        );
+        refused(&args, "apply to --text only");
     }
 }
 
@@ -1272,10 +1257,8 @@ fn clashing_input_columns_are_kept_and_the_text_must_be_text() {
     let rows = read_csv(&out);
     assert_eq!(rows[0]["input_note_id"], "X");
     assert_eq!(rows[0]["input_signal"], "crm-tag");
-    let run = augur(&["extract", input, "-o", out_path, "--text-column", "amount"]);
-    let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(
-        !run.status.success() && stderr.contains("column `amount` must hold text, found f64"),
-        "{stderr}"
+    refused(
+        &["extract", input, "-o", out_path, "--text-column", "amount"],
+        "column `amount` must hold text, found f64",
     );
 }
