@@ -50,22 +50,57 @@ pub fn count_rows(path: &Path) -> Result<usize> {
         .ok_or_else(|| anyhow!("{}: cannot count rows", path.display()))
 }
 
-/// Calls `each(first_row, chunk)` for consecutive chunks of `chunk_rows` rows of `path` (about
-/// that many for Parquet), starting after the first `skip` rows (`first_row` is 0-based in the
-/// whole file). A table without rows yields one empty chunk with its columns. Memory held: one
-/// chunk of CSV / NDJSON records (plus, once at the start, the first 10,000 records to infer
-/// column types); for Parquet, up to three chunks and the row groups polars is decoding.
+/// A consecutive part of an input table, as [`for_each_chunk`] delivers it.
+pub enum Piece {
+    /// Rows that were read; `first_row` is the 0-based row of the table's first row in the file.
+    Rows {
+        /// 0-based row of `table`'s first row in the file.
+        first_row: usize,
+        /// The rows.
+        table: DataFrame,
+    },
+    /// A CSV record or NDJSON line that cannot be read (ragged, malformed, or a value that does
+    /// not fit its column's type), with the parser's reason.
+    Unreadable {
+        /// 1-based data row.
+        row: usize,
+        /// What the parser found.
+        reason: String,
+    },
+}
+
+impl Piece {
+    /// Input rows this piece stands for.
+    pub fn rows(&self) -> usize {
+        match self {
+            Piece::Rows { table, .. } => table.height(),
+            Piece::Unreadable { .. } => 1,
+        }
+    }
+}
+
+/// An unreadable record as an error that names the file and the row.
+pub fn unreadable_error(path: &Path, row: usize, reason: &str) -> anyhow::Error {
+    anyhow!("{}: data row {row}: {reason}", path.display())
+}
+
+/// Calls `each` with consecutive pieces of `path`: chunks of `chunk_rows` rows (about that many
+/// for Parquet), split around records that cannot be read, which come as
+/// [`Piece::Unreadable`]; reading starts after the first `skip` rows. A table without rows
+/// yields one empty chunk with its columns. Memory held: one chunk of CSV / NDJSON records
+/// (plus, once at the start, the first 10,000 records to infer column types); for Parquet, up to
+/// three chunks and the row groups polars is decoding.
 pub fn for_each_chunk(
     path: &Path,
     skip: usize,
     chunk_rows: usize,
-    mut each: impl FnMut(usize, DataFrame) -> Result<()>,
+    mut each: impl FnMut(Piece) -> Result<()>,
 ) -> Result<()> {
     let chunk_rows = chunk_rows.max(1);
     let mut delivered = false;
-    let mut counted = |first_row: usize, chunk: DataFrame| {
+    let mut counted = |piece: Piece| {
         delivered = true;
-        each(first_row, chunk)
+        each(piece)
     };
     let empty = match Format::of(path)? {
         Format::Parquet => {
@@ -76,7 +111,10 @@ pub fn for_each_chunk(
     };
     if !delivered && skip == 0 {
         if let Some(empty) = empty {
-            each(0, empty)?;
+            each(Piece::Rows {
+                first_row: 0,
+                table: empty,
+            })?;
         }
     }
     Ok(())
@@ -90,7 +128,7 @@ fn for_each_text_chunk(
     format: Format,
     skip: usize,
     chunk_rows: usize,
-    mut each: impl FnMut(usize, DataFrame) -> Result<()>,
+    mut each: impl FnMut(Piece) -> Result<()>,
 ) -> Result<Option<DataFrame>> {
     let mut records = RecordReader::open(path)?;
     let mut sample = Vec::new();
@@ -107,15 +145,7 @@ fn for_each_text_chunk(
             path.display()
         );
     }
-    let inferred = parse_records(
-        path,
-        format,
-        &records.header,
-        &sample,
-        &sample_ends,
-        None,
-        0,
-    )?;
+    let inferred = infer_columns(path, format, &records.header, &sample, &sample_ends)?;
     let schema = inferred.schema().clone();
     let empty = inferred.clear();
     drop(sample);
@@ -139,56 +169,117 @@ fn for_each_text_chunk(
         if rows == 0 {
             return Ok(Some(empty));
         }
-        let chunk = parse_records(
+        let pieces = parse_records(
             path,
             format,
             &records.header,
             &body,
             &ends,
-            Some(schema.clone()),
+            &schema,
             first_row,
         )?;
         body.clear();
         ends.clear();
-        each(first_row, chunk)?;
+        for piece in pieces {
+            each(piece)?;
+        }
         first_row += rows;
     }
 }
 
-/// Parses CSV records (under `header`) or NDJSON lines; `ends` are the byte offsets where each
-/// record of `body` ends. On failure the first record that does not parse alone is named by its
-/// data row (`first_row` is the 0-based row of the first record), with the parser's reason.
+/// The columns and their types, inferred from the sample records (`ends` are the byte offsets
+/// where each record of `body` ends). Records that cannot be read alone are left out here; the
+/// chunks report them with their rows.
+fn infer_columns(
+    path: &Path,
+    format: Format,
+    header: &[u8],
+    body: &[u8],
+    ends: &[usize],
+) -> Result<DataFrame> {
+    if let Ok(table) = parse_bytes(format, header, body, None) {
+        return Ok(table);
+    }
+    let mut readable = Vec::with_capacity(body.len());
+    let mut start = 0;
+    for &end in ends {
+        let record = &body[start..end];
+        if parse_bytes(format, header, record, None).is_ok() {
+            readable.extend_from_slice(record);
+        }
+        start = end;
+    }
+    parse_bytes(format, header, &readable, None).map_err(|error| {
+        anyhow!(
+            "{}: cannot tell the columns from the first {} rows as {format}: {}",
+            path.display(),
+            ends.len(),
+            reason(&error)
+        )
+    })
+}
+
+/// Parses a chunk of CSV records (under `header`) or NDJSON lines; `ends` are the byte offsets
+/// where each record of `body` ends, and `first_row` is the 0-based row of the first. A record
+/// that does not parse alone becomes a [`Piece::Unreadable`] with the parser's reason, and the
+/// readable records around it are parsed as their own pieces.
 fn parse_records(
     path: &Path,
     format: Format,
     header: &[u8],
     body: &[u8],
     ends: &[usize],
-    schema: Option<SchemaRef>,
+    schema: &SchemaRef,
     first_row: usize,
-) -> Result<DataFrame> {
-    let error = match parse_bytes(format, header, body, schema.clone()) {
-        Ok(df) => return Ok(df),
+) -> Result<Vec<Piece>> {
+    let parse = |bytes: &[u8]| parse_bytes(format, header, bytes, Some(schema.clone()));
+    let error = match parse(body) {
+        Ok(table) => return Ok(vec![Piece::Rows { first_row, table }]),
         Err(error) => error,
+    };
+    let whole_chunk_error = |row: usize, error: &PolarsError| {
+        anyhow!(
+            "{}: cannot read rows from data row {row} as {format}: {}",
+            path.display(),
+            reason(error)
+        )
+    };
+    let mut pieces = Vec::new();
+    // The current run of readable records: (index of its first record, its first byte).
+    let mut run: Option<(usize, usize)> = None;
+    let end_run = |run: Option<(usize, usize)>, to: usize, pieces: &mut Vec<Piece>| {
+        if let Some((first, from)) = run {
+            let table = parse(&body[from..to])
+                .map_err(|error| whole_chunk_error(first_row + first + 1, &error))?;
+            pieces.push(Piece::Rows {
+                first_row: first_row + first,
+                table,
+            });
+        }
+        Ok::<_, anyhow::Error>(())
     };
     let mut start = 0;
     for (i, &end) in ends.iter().enumerate() {
-        if let Err(row_error) = parse_bytes(format, header, &body[start..end], schema.clone()) {
-            bail!(
-                "{}: data row {}: cannot read it as {format:?}: {}",
-                path.display(),
-                first_row + i + 1,
-                reason(&row_error)
-            );
+        match parse(&body[start..end]) {
+            Ok(_) => {
+                run.get_or_insert((i, start));
+            }
+            Err(record_error) => {
+                end_run(run.take(), start, &mut pieces)?;
+                pieces.push(Piece::Unreadable {
+                    row: first_row + i + 1,
+                    reason: format!("cannot read it as {format}: {}", reason(&record_error)),
+                });
+            }
         }
         start = end;
     }
-    bail!(
-        "{}: cannot read rows from data row {} as {format:?}: {}",
-        path.display(),
-        first_row + 1,
-        reason(&error)
-    )
+    end_run(run.take(), start, &mut pieces)?;
+    if !pieces.iter().any(|p| matches!(p, Piece::Unreadable { .. })) {
+        // Every record reads alone but not together.
+        return Err(whole_chunk_error(first_row + 1, &error));
+    }
+    Ok(pieces)
 }
 
 /// A parser error's own words, without the hints polars adds for its Python API
@@ -323,7 +414,7 @@ fn for_each_parquet_chunk(
     path: &Path,
     skip: usize,
     chunk_rows: usize,
-    mut each: impl FnMut(usize, DataFrame) -> Result<()>,
+    mut each: impl FnMut(Piece) -> Result<()>,
 ) -> Result<()> {
     let mut scan = scan_parquet(path)?;
     if skip > 0 {
@@ -343,7 +434,11 @@ fn for_each_parquet_chunk(
     let mut outcome = Ok(());
     for chunk in receive.iter() {
         let rows = chunk.height();
-        if let Err(e) = each(next_row, chunk) {
+        let piece = Piece::Rows {
+            first_row: next_row,
+            table: chunk,
+        };
+        if let Err(e) = each(piece) {
             outcome = Err(e);
             break;
         }
@@ -749,50 +844,64 @@ pub fn run_job(
 
     let mut progress = Progress::new(settings.label, total);
     progress.advance(checkpoint.rows_done);
-    let read = for_each_chunk(
-        input,
-        checkpoint.rows_done,
-        settings.chunk_rows,
-        |first_row, chunk| {
-            let rows = chunk.height();
-            let mut result = process(first_row, &chunk).with_context(|| {
+    let read = for_each_chunk(input, checkpoint.rows_done, settings.chunk_rows, |piece| {
+        let rows = piece.rows();
+        let mut result = match piece {
+            Piece::Rows { first_row, table } => process(first_row, &table).with_context(|| {
                 format!(
                     "{}: rows {}..{}",
                     input.display(),
                     first_row + 1,
                     first_row + rows
                 )
-            })?;
+            })?,
+            // A job without a rejects file keeps its rows 1:1 with the input: it cannot skip one.
+            Piece::Unreadable { row, reason } if rejects.is_none() => {
+                return Err(unreadable_error(input, row, &reason));
+            }
+            Piece::Unreadable { row, reason } => ChunkOutput {
+                table: DataFrame::empty(),
+                rejects: vec![Reject {
+                    row,
+                    id: format!("row-{row}"),
+                    reason,
+                }],
+                processed: 0,
+                counters: Vec::new(),
+                flagged_rows: Vec::new(),
+            },
+        };
+        if result.table.width() > 0 {
             out.append(&mut result.table)?;
-            if !result.rejects.is_empty() {
-                let table = rejects.as_mut().ok_or_else(|| {
-                    anyhow!("rows were rejected, but this job has no rejects file")
-                })?;
-                table.append(&mut rejects_table(&result.rejects)?)?;
-            }
-            checkpoint.rows_done += rows;
-            checkpoint.notes_done += result.processed;
-            checkpoint.output = out.state();
-            checkpoint.rejects = rejects
-                .as_ref()
-                .map(PartialTable::state)
-                .unwrap_or_default();
-            for (name, n) in result.counters {
-                *checkpoint.counters.entry(name).or_default() += n;
-            }
-            let room = REJECTS_SHOWN.saturating_sub(checkpoint.first_rejects.len());
-            checkpoint
-                .first_rejects
-                .extend(result.rejects.into_iter().take(room));
-            let room = FLAGGED_ROWS_SHOWN.saturating_sub(checkpoint.flagged_rows.len());
-            checkpoint
-                .flagged_rows
-                .extend(result.flagged_rows.into_iter().take(room));
-            save_checkpoint(&checkpoint, &checkpoint_path)?;
-            progress.advance(rows);
-            Ok(())
-        },
-    );
+        }
+        if !result.rejects.is_empty() {
+            let table = rejects
+                .as_mut()
+                .ok_or_else(|| anyhow!("rows were rejected, but this job has no rejects file"))?;
+            table.append(&mut rejects_table(&result.rejects)?)?;
+        }
+        checkpoint.rows_done += rows;
+        checkpoint.notes_done += result.processed;
+        checkpoint.output = out.state();
+        checkpoint.rejects = rejects
+            .as_ref()
+            .map(PartialTable::state)
+            .unwrap_or_default();
+        for (name, n) in result.counters {
+            *checkpoint.counters.entry(name).or_default() += n;
+        }
+        let room = REJECTS_SHOWN.saturating_sub(checkpoint.first_rejects.len());
+        checkpoint
+            .first_rejects
+            .extend(result.rejects.into_iter().take(room));
+        let room = FLAGGED_ROWS_SHOWN.saturating_sub(checkpoint.flagged_rows.len());
+        checkpoint
+            .flagged_rows
+            .extend(result.flagged_rows.into_iter().take(room));
+        save_checkpoint(&checkpoint, &checkpoint_path)?;
+        progress.advance(rows);
+        Ok(())
+    });
     if let Err(error) = read {
         // Nothing was checkpointed: no `.partial` files are left behind for a resume that has
         // nothing to continue.

@@ -22,6 +22,16 @@ pub enum Format {
     NdJson,
 }
 
+impl std::fmt::Display for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Format::Csv => "CSV",
+            Format::Parquet => "Parquet",
+            Format::NdJson => "NDJSON",
+        })
+    }
+}
+
 impl Format {
     /// The format of `path`, from its extension.
     pub fn of(path: &Path) -> Result<Self> {
@@ -59,7 +69,7 @@ pub fn read_table(path: &Path) -> Result<DataFrame> {
             .with_json_format(JsonFormat::JsonLines)
             .finish(),
     };
-    df.with_context(|| format!("{}: cannot read as {format:?}", path.display()))
+    df.with_context(|| format!("{}: cannot read as {format}", path.display()))
 }
 
 /// CSV has no nested values: list, array and struct columns become JSON text (a vector reads
@@ -112,7 +122,7 @@ pub fn write_table(df: &mut DataFrame, path: &Path) -> Result<()> {
             .with_json_format(JsonFormat::JsonLines)
             .finish(df),
     };
-    written.with_context(|| format!("{}: cannot write as {format:?}", path.display()))?;
+    written.with_context(|| format!("{}: cannot write as {format}", path.display()))?;
     drop(file);
     std::fs::rename(&partial, path)
         .with_context(|| format!("{}: cannot move into place", path.display()))

@@ -1095,43 +1095,80 @@ fn fit_checks_its_folder_first_and_reports_its_labels() {
     );
 }
 
-/// Regression: a malformed record was blamed on data row 1 (the schema-inference sample), with
-/// polars' advice for its Python API, and the failed run left `.partial` files behind.
+/// Regression: a malformed record stopped the whole job (and was first blamed on data row 1,
+/// with polars' advice for its Python API). It now goes to the rejects file with its row and
+/// the parser's reason, and the rows around it are processed. `embed`, whose output keeps the
+/// input's rows, still refuses it, naming the row, and leaves no `.partial` files behind.
 #[test]
-fn a_malformed_record_is_named_by_its_row() {
+fn a_malformed_record_is_rejected_with_its_row() {
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("notes.csv");
     std::fs::write(
         &csv,
-        "id,text\n1,first note\n2,second note\n3,third,has,extra,fields\n4,fourth\n",
+        "id,text\n1,budget approved\n2,second note\n3,third,has,extra,fields\n4,we signed the contract\n",
     )
     .unwrap();
     let ndjson = dir.path().join("notes.ndjson");
     std::fs::write(
         &ndjson,
-        "{\"id\": 1, \"text\": \"first\"}\n{\"id\": 2, \"text\": \"trunc\n",
+        "{\"id\": 1, \"text\": \"budget approved\"}\n{\"id\": 2, \"text\": \"trunc\n{\"id\": 3, \"text\": \"we signed the contract\"}\n",
     )
     .unwrap();
-    for (input, row) in [(&csv, "data row 3"), (&ndjson, "data row 2")] {
+    for (input, bad_row, good_ids) in [(&csv, 3, "1 2 4"), (&ndjson, 2, "1 3")] {
         let out = dir.path().join("out.csv");
-        let stderr = refused(
-            &[
-                "extract",
-                input.to_str().unwrap(),
-                "-o",
-                out.to_str().unwrap(),
-            ],
-            row,
-        );
+        let rejects = dir.path().join("out.rejects.csv");
+        // Chunks of two rows: the bad record sits inside a chunk whose other rows must survive.
+        let run = augur(&[
+            "extract",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--chunk-size",
+            "2",
+        ]);
+        assert!(run.status.success(), "{input:?}");
+        let stderr = String::from_utf8_lossy(&run.stderr);
         assert!(!stderr.contains("truncate_ragged_lines"), "{stderr}");
-        // Nothing was checkpointed, so no partial output is left behind.
-        let left: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.contains(".partial"))
-            .collect();
-        assert!(left.is_empty(), "{left:?}");
+        let rejected = std::fs::read_to_string(&rejects).unwrap();
+        let lines: Vec<&str> = rejected.lines().collect();
+        assert_eq!(lines.len(), 2, "{rejected}");
+        assert!(
+            lines[1].starts_with(&format!("{bad_row},row-{bad_row},cannot read it as ")),
+            "{rejected}"
+        );
+        // The summary counts every row: processed ones and the rejected one.
+        let good = good_ids.split(' ').count();
+        assert!(
+            stderr.contains(&format!("{} rows: {good} analysed", good + 1))
+                && stderr.contains("1 rejected"),
+            "{stderr}"
+        );
+        let hits = std::fs::read_to_string(&out).unwrap();
+        for id in good_ids.split(' ') {
+            assert!(
+                hits.lines().any(|l| l.starts_with(&format!("{id},"))),
+                "note {id} lost: {hits}"
+            );
+        }
+        std::fs::remove_file(&rejects).unwrap();
     }
+
+    let embedded = dir.path().join("embedded.parquet");
+    refused(
+        &[
+            "embed",
+            csv.to_str().unwrap(),
+            "-o",
+            embedded.to_str().unwrap(),
+        ],
+        "data row 3: cannot read it as CSV",
+    );
+    let left: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 /// Regression: notes of another split and gold signals the pack lacks were left out or counted
@@ -1260,5 +1297,31 @@ fn clashing_input_columns_are_kept_and_the_text_must_be_text() {
     refused(
         &["extract", input, "-o", out_path, "--text-column", "amount"],
         "column `amount` must hold text, found f64",
+    );
+}
+
+/// Regression: an infinite value in an accounts column became a feature and gave a NaN score
+/// (banded "low"); it is refused with its row. (NaN, a missing value in pandas exports, is
+/// treated like a blank cell.)
+#[test]
+fn infinite_account_values_are_refused_with_their_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = dir.path().join("accounts.csv");
+    std::fs::write(
+        &accounts,
+        "account_id,seats,spend\nACC-1001,10,NaN\nACC-1002,inf,3\n",
+    )
+    .unwrap();
+    let scores = dir.path().join("scores.ndjson");
+    refused(
+        &[
+            "score",
+            &sample(),
+            "--accounts",
+            accounts.to_str().unwrap(),
+            "-o",
+            scores.to_str().unwrap(),
+        ],
+        "row 2 (account ACC-1002): column `seats` is inf; expected a finite number",
     );
 }

@@ -17,7 +17,8 @@ use crate::table::refuse_overwriting_inputs;
 ///
 /// Table mode writes one row per signal hit (notes without hits get one row with an empty
 /// `signal`, so every note and its sentiment appear), with the input's other columns passed
-/// through. Rows that cannot be processed go to a rejects file with the reason.
+/// through. Rows that cannot be processed (no text, text that is not UTF-8, a bad timestamp, a CSV
+/// record or NDJSON line that does not parse) go to a rejects file with the row and the reason.
 ///
 /// Examples:
 ///   augur extract notes.csv -o signals.parquet

@@ -13,7 +13,7 @@ use chrono::NaiveDate;
 use clap::ValueEnum;
 use polars::prelude::{Column, DataFrame, DataType};
 
-use crate::chunked::{for_each_chunk, run_job, ChunkOutput, JobSettings};
+use crate::chunked::{for_each_chunk, run_job, unreadable_error, ChunkOutput, JobSettings, Piece};
 use crate::commands::signals::{build_extractor, load_pack, resume_settings, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, ColumnArgs, Reject};
@@ -264,11 +264,23 @@ fn read_accounts(
                     .or_default()
                     .insert(name.clone(), label);
             } else if numeric {
+                let number: f64 = value.parse().expect("written from an f64");
+                // NaN is how pandas and polars exports spell a missing value: like a blank cell.
+                if number.is_nan() {
+                    continue;
+                }
+                if number.is_infinite() {
+                    bail!(
+                        "{}: row {} (account {id}): column `{name}` is {value}; expected a finite number (or a blank cell for unknown)",
+                        path.display(),
+                        row + 1
+                    );
+                }
                 table
                     .numeric
                     .entry(id.clone())
                     .or_default()
-                    .insert(name.clone(), value.parse().unwrap_or(0.0));
+                    .insert(name.clone(), number);
             } else {
                 table
                     .passthrough
@@ -414,7 +426,13 @@ fn load_accounts(
 
     let mut by_account: BTreeMap<String, AccountTimeline> = BTreeMap::new();
     let mut latest: Option<NaiveDate> = None;
-    for_each_chunk(&signals_path, 0, NOTES_PER_CHUNK, |_, df| {
+    for_each_chunk(&signals_path, 0, NOTES_PER_CHUNK, |piece| {
+        let df = match piece {
+            Piece::Rows { table, .. } => table,
+            Piece::Unreadable { row, reason } => {
+                return Err(unreadable_error(&signals_path, row, &reason));
+            }
+        };
         let column = |name: &str| {
             df.column(name).and_then(|c| c.str()).with_context(|| {
                 format!(
