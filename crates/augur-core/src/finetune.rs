@@ -792,7 +792,7 @@ impl TextClassifier {
                 });
             }
             report.epoch_loss.push(loss_sum);
-            let adapter = lora.to_adapter(&base.files().dir.display().to_string());
+            let adapter = lora.to_adapter(&base.files().model_id());
             let embedder = base.with_adapter_unchecked(&adapter)?;
             let (head_weight, head_bias) = match config.method {
                 FitMethod::Supervised => (
@@ -850,6 +850,12 @@ impl TextClassifier {
         labels: Vec<String>,
         multi_label: bool,
     ) -> Result<Self> {
+        if let Some(message) = head_shape_problem(&head_weight, &head_bias, &labels, base.dim()) {
+            return Err(AugurError::Adapter {
+                path: "head.safetensors".into(),
+                message,
+            });
+        }
         Ok(Self {
             embedder: base.with_adapter(adapter)?,
             head_weight,
@@ -1003,6 +1009,12 @@ impl TextClassifier {
                 message: "expected tensors `weight` and `bias`".into(),
             });
         };
+        if let Some(message) = head_shape_problem(w, b, &labels.labels, base.dim()) {
+            return Err(AugurError::Adapter {
+                path: dir.join("head.safetensors"),
+                message: format!("{message} (in {})", path.display()),
+            });
+        }
         let mut classifier = Self::from_parts(
             base,
             &adapter,
@@ -1016,6 +1028,30 @@ impl TextClassifier {
         }
         Ok(classifier)
     }
+}
+
+/// What is wrong with a head for `labels` on a model of `hidden` dimensions: the weight must be
+/// `[labels, hidden]` and the bias `[labels]`.
+fn head_shape_problem(
+    weight: &Tensor,
+    bias: &Tensor,
+    labels: &[String],
+    hidden: usize,
+) -> Option<String> {
+    let expected_weight = [labels.len(), hidden];
+    if labels.is_empty() {
+        return Some("the label map has no labels".into());
+    }
+    if weight.dims() != expected_weight || bias.dims() != [labels.len()] {
+        return Some(format!(
+            "the head does not fit {} labels on a {hidden}-dimensional model: expected weight {expected_weight:?} and bias [{}], found {:?} and {:?}; the head and labels.json must come from the same fit",
+            labels.len(),
+            labels.len(),
+            weight.dims(),
+            bias.dims()
+        ));
+    }
+    None
 }
 
 /// Head weights `[labels, hidden]` and biases of a centred prototype classifier: each label's

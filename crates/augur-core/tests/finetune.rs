@@ -96,6 +96,24 @@ fn training_lowers_the_loss_and_the_result_round_trips() {
     }
     assert_eq!(reloaded.decide(&b[0]), vec!["buying"]);
     assert_eq!(reloaded.decide(&b[1]), vec!["churn"]);
+
+    // Regression: a label map that does not match the head (edited, or from another fit) loaded
+    // and then panicked on the first prediction.
+    let labels_path = tmp.path().join("labels.json");
+    let labels = std::fs::read_to_string(&labels_path).unwrap();
+    std::fs::write(
+        &labels_path,
+        labels.replace("\"churn\"", "\"churn\", \"upsell\""),
+    )
+    .unwrap();
+    let err = TextClassifier::load(&base, tmp.path())
+        .err()
+        .expect("a head for 2 labels with 3 labels is refused")
+        .to_string();
+    assert!(
+        err.contains("head.safetensors") && err.contains("expected weight [3, 384]"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -104,6 +104,51 @@ fn saved_adapter_round_trips() {
     assert!(saved.contains("\"peft_type\": \"LORA\"") && saved.contains("\"target_modules\""));
 }
 
+/// Regression: the base-model check compared the adapter's base with the model directory's
+/// name, which for the Hugging Face cache is the snapshot hash, so every PEFT adapter was refused
+/// for a model found there.
+#[test]
+fn peft_adapter_applies_to_its_model_in_the_hugging_face_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp
+        .path()
+        .join("hub/models--sentence-transformers--all-MiniLM-L6-v2");
+    let snapshot = repo.join("snapshots/7dbbc90392e2f80f3d3c277d6e90027e55de9125");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    for entry in std::fs::read_dir(real_model_dir("all-MiniLM-L6-v2")).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::os::unix::fs::symlink(entry.path(), snapshot.join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(
+        repo.join("refs/main"),
+        "7dbbc90392e2f80f3d3c277d6e90027e55de9125",
+    )
+    .unwrap();
+    let cached = Embedder::builder("sentence-transformers/all-MiniLM-L6-v2")
+        .with_locator(ModelLocator::empty().with_hf_cache(tmp.path().join("hub")))
+        .with_normalize(false)
+        .build()
+        .unwrap();
+    assert_eq!(
+        cached.files().model_id(),
+        "sentence-transformers/all-MiniLM-L6-v2"
+    );
+    let adapter =
+        LoraAdapter::load(&reference_dir().join("peft_minilm_lora"), &Device::Cpu).unwrap();
+    let adapted = cached.with_adapter(&adapter).unwrap();
+    let text = ["the adapter loads from the cache"];
+    let from_cache = adapted.embed(&text, InputKind::Passage).unwrap();
+    let from_dir = minilm_raw()
+        .with_adapter(&adapter)
+        .unwrap()
+        .embed(&text, InputKind::Passage)
+        .unwrap();
+    assert!(cosine(&from_cache[0], &from_dir[0]) > 0.9999);
+}
+
 #[test]
 fn mismatched_adapters_are_refused_with_the_reason() {
     let tmp = tempfile::tempdir().unwrap();

@@ -195,6 +195,25 @@ fn unsupported_activation_names_the_config() {
     );
 }
 
+/// Regression: an XLM-RoBERTa config (e.g. multilingual-e5-base) loaded and embedded with
+/// positions counted from 0 instead of after the padding id: wrong vectors, no error.
+#[test]
+fn roberta_family_models_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    write_tiny_model(tmp.path(), &TinySpec::default());
+    let config = std::fs::read_to_string(tmp.path().join("config.json")).unwrap();
+    std::fs::write(
+        tmp.path().join("config.json"),
+        config.replace("\"bert\"", "\"xlm-roberta\""),
+    )
+    .unwrap();
+    let msg = build(tmp.path()).err().unwrap().to_string();
+    assert!(
+        msg.contains("config.json") && msg.contains("model_type `xlm-roberta` is not supported"),
+        "{msg}"
+    );
+}
+
 #[test]
 fn corrupt_config_reports_line_and_column() {
     let tmp = tempfile::tempdir().unwrap();

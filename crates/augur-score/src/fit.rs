@@ -190,6 +190,23 @@ pub fn fit_scorer(
     labels: &[bool],
     options: FitOptions,
 ) -> Result<(Scorer, FitReport)> {
+    if rows.len() != labels.len() {
+        return Err(ScoreError::Fit(format!(
+            "expected one label per feature row; found {} rows and {} labels",
+            rows.len(),
+            labels.len()
+        )));
+    }
+    if let Some((row, feature)) = rows
+        .iter()
+        .enumerate()
+        .find_map(|(i, row)| row.iter().find(|f| !f.value.is_finite()).map(|f| (i, f)))
+    {
+        return Err(ScoreError::Fit(format!(
+            "feature `{}` of row {row} is {}; every feature value must be a finite number",
+            feature.id, feature.value
+        )));
+    }
     let positives = labels.iter().filter(|l| **l).count();
     if positives == 0 || positives == labels.len() {
         return Err(ScoreError::Fit(format!(
@@ -304,15 +321,39 @@ mod tests {
         assert_eq!(auc(&[0.5, 0.5], &[false, true]), 0.5);
     }
 
-    #[test]
-    fn fit_recovers_a_planted_driver() {
-        let feature = |id: &str, value: f64| Feature {
+    fn feature(id: &str, value: f64) -> Feature {
+        Feature {
             id: id.into(),
             name_en: id.into(),
             name_zh: id.into(),
             value,
             evidence: vec![],
-        };
+        }
+    }
+
+    /// Regression: fewer rows than labels panicked on an index, and a NaN feature value fitted
+    /// a scorer that gave NaN scores (saved as `null`, which its own loader then refused).
+    #[test]
+    fn mismatched_lengths_and_nan_features_are_refused() {
+        let rows: Vec<Vec<Feature>> = (0..4).map(|i| vec![feature("x", i as f64)]).collect();
+        let labels = [false, true, false, true, true];
+        let err = fit_scorer("churn_risk", &rows, &labels, FitOptions::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("found 4 rows and 5 labels"),
+            "{err}"
+        );
+
+        let mut rows = rows;
+        rows.push(vec![feature("x", f64::NAN)]);
+        let err = fit_scorer("churn_risk", &rows, &labels, FitOptions::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("feature `x` of row 4 is NaN"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn fit_recovers_a_planted_driver() {
         let rows: Vec<Vec<Feature>> = (0..200)
             .map(|i| {
                 vec![

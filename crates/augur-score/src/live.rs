@@ -2,7 +2,7 @@
 //! each account's timeline in memory so every message updates that account's scores.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use augur_signals::{Hit, Note, SignalError, SignalExtractor};
@@ -46,18 +46,28 @@ pub struct MessageResult {
     pub lead_band: String,
     /// The top churn factor's feature id, if any.
     pub top_churn_factor: Option<String>,
-    /// Messages seen for this account so far.
+    /// Messages held in the account's timeline (older ones are dropped: [`LIVE_HISTORY_DAYS`]).
     pub account_messages: usize,
     /// Time spent on this message, in milliseconds.
     pub latency_ms: f64,
 }
 
-/// Scores messages as they arrive. `Sync`: share it across threads behind an `Arc`.
+/// How far back a live timeline reaches, in days before the account's latest message (beyond its
+/// last [`KEPT_INTERACTIONS`]): the feature windows reach 180 days, and a hit this old weighs
+/// e⁻¹² in the recency features, so older messages are dropped to bound memory.
+pub const LIVE_HISTORY_DAYS: i64 = 365;
+
+/// Interactions a live timeline always keeps, however old (the sentiment features compare the
+/// last three with the three before).
+pub const KEPT_INTERACTIONS: usize = 6;
+
+/// Scores messages as they arrive. `Sync`: share it across threads behind an `Arc`. Each account
+/// has its own lock, so messages of different accounts are scored in parallel.
 pub struct LiveScorer {
     extractor: SignalExtractor,
     churn: Scorer,
     lead: Scorer,
-    accounts: Mutex<BTreeMap<String, AccountTimeline>>,
+    accounts: Mutex<BTreeMap<String, Arc<Mutex<AccountTimeline>>>>,
 }
 
 impl LiveScorer {
@@ -79,7 +89,8 @@ impl LiveScorer {
     }
 
     /// Extracts signals from `message`, appends it to its account's timeline and rescores the
-    /// account as of the message's date. The encoder runs outside the lock.
+    /// account as of its latest message (a late message with an earlier date does not move the
+    /// account back in time). The encoder runs outside the locks.
     pub fn score_message(&self, message: &Message) -> Result<MessageResult, SignalError> {
         let started = Instant::now();
         let note = Note::new(message.id.clone(), message.text.clone())
@@ -88,14 +99,20 @@ impl LiveScorer {
         let mut found = self.extractor.extract(&note)?;
         // The timeline lives as long as the process: keep the hits, not every clause's scores.
         found.clause_scores = Vec::new();
-        let (features, count) = {
-            let mut accounts = self.accounts.lock().expect("account state lock");
-            let timeline = accounts
+        let account = Arc::clone(
+            self.accounts
+                .lock()
+                .expect("accounts lock")
                 .entry(message.account_id.clone())
-                .or_insert_with(|| AccountTimeline {
-                    account_id: message.account_id.clone(),
-                    ..Default::default()
-                });
+                .or_insert_with(|| {
+                    Arc::new(Mutex::new(AccountTimeline {
+                        account_id: message.account_id.clone(),
+                        ..Default::default()
+                    }))
+                }),
+        );
+        let (features, count) = {
+            let mut timeline = account.lock().expect("account timeline lock");
             timeline.interactions.push(Interaction {
                 date: message.date,
                 signals: found.clone(),
@@ -106,8 +123,9 @@ impl LiveScorer {
                 .map(|i| i.date)
                 .max()
                 .unwrap_or(message.date);
+            forget_old_interactions(&mut timeline, latest);
             (
-                account_features(timeline, self.extractor.pack(), latest),
+                account_features(&timeline, self.extractor.pack(), latest),
                 timeline.interactions.len(),
             )
         };
@@ -126,5 +144,63 @@ impl LiveScorer {
             account_messages: count,
             latency_ms: started.elapsed().as_secs_f64() * 1e3,
         })
+    }
+}
+
+/// Drops interactions more than [`LIVE_HISTORY_DAYS`] before `latest`, keeping at least the
+/// last [`KEPT_INTERACTIONS`].
+fn forget_old_interactions(timeline: &mut AccountTimeline, latest: NaiveDate) {
+    let interactions = &mut timeline.interactions;
+    if interactions.len() <= KEPT_INTERACTIONS {
+        return;
+    }
+    interactions.sort_by_key(|i| i.date);
+    let keep_from = interactions.len() - KEPT_INTERACTIONS;
+    let mut index = 0;
+    interactions.retain(|i| {
+        index += 1;
+        index > keep_from || (latest - i.date).num_days() <= LIVE_HISTORY_DAYS
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use augur_signals::NoteSignals;
+
+    /// Regression: live timelines grew without limit in a long-running process.
+    #[test]
+    fn old_interactions_are_forgotten_but_the_last_few_are_kept() {
+        let day =
+            |d: i64| NaiveDate::from_ymd_opt(2026, 1, 1).unwrap() + chrono::Days::new(d as u64);
+        let interaction = |d: i64| Interaction {
+            date: day(d),
+            signals: NoteSignals {
+                note_id: format!("n{d}"),
+                hits: Vec::new(),
+                sentiment: 0.0,
+                segments: 1,
+                clause_scores: Vec::new(),
+            },
+        };
+        // Ten messages two years ago, then two recent ones.
+        let mut timeline = AccountTimeline {
+            interactions: (0..10)
+                .map(interaction)
+                .chain([700, 710].map(interaction))
+                .collect(),
+            ..Default::default()
+        };
+        forget_old_interactions(&mut timeline, day(710));
+        let kept: Vec<NaiveDate> = timeline.interactions.iter().map(|i| i.date).collect();
+        assert_eq!(kept, [6, 7, 8, 9, 700, 710].map(day));
+
+        // Within the history window nothing is dropped.
+        let mut recent = AccountTimeline {
+            interactions: (0..20).map(|d| interaction(d * 10)).collect(),
+            ..Default::default()
+        };
+        forget_old_interactions(&mut recent, day(190));
+        assert_eq!(recent.interactions.len(), 20);
     }
 }

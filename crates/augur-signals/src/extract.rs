@@ -249,6 +249,18 @@ impl SignalExtractorBuilder {
                 layers - 1
             )));
         }
+        if !(0.0..=1.0).contains(&self.threshold) {
+            return Err(SignalError::Setting(format!(
+                "threshold {} must be a probability between 0 and 1",
+                self.threshold
+            )));
+        }
+        if self.margin.is_nan() || self.margin < 0.0 {
+            return Err(SignalError::Setting(format!(
+                "margin {} must be 0 (only the most likely signal) or positive",
+                self.margin
+            )));
+        }
         if self.context_weight.is_nan() || self.context_weight < 0.0 {
             return Err(SignalError::Setting(format!(
                 "context weight {} must be 0 (no context) or positive",

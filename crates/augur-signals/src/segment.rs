@@ -328,6 +328,8 @@ impl Segmenter for ClauseSegmenter {
         let mut segments = Vec::new();
         let mut speaker = (Speaker::Unknown, None::<String>);
         let mut line_start = 0;
+        // (byte offset, its char offset) of the last clause start.
+        let mut counted = (0, 0);
         for line in text.split_inclusive('\n') {
             let body_line = line.trim_end_matches(['\n', '\r']);
             let mut offset = 0;
@@ -357,7 +359,11 @@ impl Segmenter for ClauseSegmenter {
             for (s, e) in self.clauses(&body_line[offset..]) {
                 let byte_start = line_start + offset + s;
                 let byte_end = line_start + offset + e;
-                let char_start = text[..byte_start].chars().count();
+                // Clauses come in text order: count only the characters since the last one
+                // (counting from the start each time is quadratic on long transcripts).
+                debug_assert!(byte_start >= counted.0);
+                let char_start = counted.1 + text[counted.0..byte_start].chars().count();
+                counted = (byte_start, char_start);
                 let clause = &text[byte_start..byte_end];
                 segments.push(Segment {
                     text: clause.to_string(),

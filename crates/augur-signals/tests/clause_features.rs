@@ -88,3 +88,33 @@ fn the_middle_layer_is_configurable_and_checked() {
         );
     }
 }
+
+/// Regression: a NaN threshold let every clause's top signal fire, and a NaN or negative margin
+/// switched the margin filter off or suppressed every hit, without an error.
+#[test]
+fn threshold_and_margin_are_checked() {
+    for threshold in [f32::NAN, -0.1, 1.5] {
+        let err = builder()
+            .with_threshold(threshold)
+            .build()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("must be a probability between 0 and 1"),
+            "{err}"
+        );
+    }
+    for margin in [f32::NAN, -0.1] {
+        let err = builder()
+            .with_margin(margin)
+            .build()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("must be 0 (only the most likely signal)"),
+            "{err}"
+        );
+    }
+}

@@ -104,7 +104,7 @@ impl EmbedderBuilder {
             int8: self.int8,
             adapters: Vec::new(),
             encoder,
-            tokenizer,
+            tokenizer: Arc::new(tokenizer),
             card,
             files,
         })
@@ -144,7 +144,7 @@ pub struct Embedder {
     encoder: BertEncoder,
     /// The unpadded CPU inference path (absent when the weights live on another device).
     ragged: Option<Arc<RaggedEncoder>>,
-    tokenizer: Tokenizer,
+    tokenizer: Arc<Tokenizer>,
     card: ModelCardSettings,
     files: ModelFiles,
     pooling: PoolingMode,
@@ -174,10 +174,12 @@ impl Embedder {
         }
     }
 
-    /// A copy of this embedder with a LoRA adapter merged in; the base weights are shared, so
-    /// several adapters can be held and switched without reloading the model.
+    /// A copy of this embedder with a LoRA adapter merged in, so several adapters can be held and
+    /// switched without reloading the model. The copy shares the tokenizer and the embedding
+    /// tables; its merged dense layers are its own (about 85 MB in f32 for multilingual-e5-small
+    /// on the CPU path).
     pub fn with_adapter(&self, adapter: &crate::encoder::LoraAdapter) -> Result<Self> {
-        adapter.check_base(&self.files.dir.display().to_string())?;
+        adapter.check_base(&self.files.model_id())?;
         self.with_adapter_unchecked(adapter)
     }
 

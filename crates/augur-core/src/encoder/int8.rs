@@ -68,10 +68,13 @@ impl Int8Dense {
         let (n, k, k4) = (self.bias.len(), self.k, self.k4);
         let m = x.len() / k;
         out.resize(m * n, 0.0);
-        QUANTISED.with_borrow_mut(|quantised| {
-            quantised.resize(m * k4, 0);
-            self.apply_quantised(x, quantised, out);
-        });
+        // The buffer is taken out of the cell for the product: a rayon thread waiting inside it
+        // may run another caller's product on this same thread (nested `apply`), which then
+        // finds the cell empty and allocates instead of panicking on a second borrow.
+        let mut quantised = QUANTISED.take();
+        quantised.resize(m * k4, 0);
+        self.apply_quantised(x, &mut quantised, out);
+        QUANTISED.set(quantised);
     }
 
     /// [`Int8Dense::apply`] with a buffer for the quantised activations.
@@ -276,6 +279,36 @@ mod tests {
             }
             assert!(worst < 0.02, "m {m} k {k} n {n}: relative error {worst}");
         }
+    }
+
+    /// Products called from a parallel loop (as `extract` from `par_iter`) agree with a single
+    /// product. The activation buffer used to stay borrowed from a thread-local `RefCell` for
+    /// the whole product, so a rayon thread that picked up another product while waiting inside
+    /// one would panic with "already borrowed"; that timing is rare, and this loop did not
+    /// reproduce it on the old code here, so it guards the results, not the fix itself.
+    #[test]
+    fn products_in_parallel_loops_agree() {
+        let (m, k, n) = (8 * QUANTISE_ROWS_PER_TASK, 64, 32);
+        let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 / 7.0 - 0.9).collect();
+        let w: Vec<f32> = (0..n * k).map(|i| (i % 11) as f32 / 9.0 - 0.5).collect();
+        let dense = Int8Dense::new(&w, &vec![0.1; n]);
+        let mut expected = Vec::new();
+        dense.apply(&x, &mut expected);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let agreeing = pool.install(|| {
+            (0..2000)
+                .into_par_iter()
+                .filter(|_| {
+                    let mut out = Vec::new();
+                    dense.apply(&x, &mut out);
+                    out == expected
+                })
+                .count()
+        });
+        assert_eq!(agreeing, 2000);
     }
 
     /// The SIMD kernel (when this CPU has it) and the portable loop compute the same sums.

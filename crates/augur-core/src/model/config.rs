@@ -35,13 +35,17 @@ pub struct EncoderConfig {
     /// Id of the padding token.
     #[serde(default)]
     pub pad_token_id: u32,
-    /// `bert`, `xlm-roberta`, ...: informational.
+    /// `bert` (or absent); RoBERTa-family types are refused: their position ids start after the
+    /// padding id, which this encoder does not do.
     #[serde(default)]
     pub model_type: Option<String>,
     /// Position embedding scheme; only `absolute` is supported.
     #[serde(default)]
     pub position_embedding_type: Option<String>,
 }
+
+/// Model types whose position embeddings are offset by the padding id.
+const ROBERTA_FAMILY: [&str; 4] = ["roberta", "xlm-roberta", "camembert", "xlm-roberta-xl"];
 
 fn default_type_vocab_size() -> usize {
     2
@@ -94,6 +98,15 @@ impl EncoderConfig {
             return Err(unsupported(format!(
                 "hidden_size {} is not divisible by num_attention_heads {}",
                 self.hidden_size, self.num_attention_heads
+            )));
+        }
+        if let Some(kind) = self
+            .model_type
+            .as_deref()
+            .filter(|kind| ROBERTA_FAMILY.contains(kind))
+        {
+            return Err(unsupported(format!(
+                "model_type `{kind}` is not supported: its position ids start at pad_token_id + 1, and this encoder implements BERT's (from 0); use a BERT-type model (`model_type`: `bert`)"
             )));
         }
         if let Some(kind) = &self.position_embedding_type {

@@ -56,6 +56,32 @@ pub struct ModelFiles {
     pub origin: ModelOrigin,
 }
 
+impl ModelFiles {
+    /// The model's Hugging Face repo id where it can be told (a known short name, a repo id, or a
+    /// directory inside the Hugging Face cache layout `models--ORG--NAME/snapshots/…`), else the
+    /// directory's name. This is what adapters record as `base_model_name_or_path`.
+    pub fn model_id(&self) -> String {
+        let cached = self.dir.ancestors().find_map(|dir| {
+            let name = dir.file_name()?.to_str()?;
+            let repo = name.strip_prefix("models--")?;
+            Some(repo.replacen("--", "/", 1))
+        });
+        if let Some(repo) = cached {
+            return repo;
+        }
+        match self.origin {
+            ModelOrigin::Directory => self
+                .dir
+                .canonicalize()
+                .unwrap_or_else(|_| self.dir.clone())
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| self.name.clone()),
+            _ => repo_id_for(&self.name),
+        }
+    }
+}
+
 /// Resolves model names to files. Build with [`ModelLocator::from_env`] and the `with_*` methods.
 #[derive(Debug, Clone)]
 pub struct ModelLocator {
