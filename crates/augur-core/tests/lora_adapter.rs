@@ -104,6 +104,50 @@ fn saved_adapter_round_trips() {
     assert!(saved.contains("\"peft_type\": \"LORA\"") && saved.contains("\"target_modules\""));
 }
 
+/// An adapter on some layers only: the adapted copy shares the untouched layers of the fast
+/// CPU path with its base, and still equals the merged model's full (candle) forward; the base
+/// is left as it was.
+#[test]
+fn an_adapter_on_top_layers_shares_the_rest_and_matches_the_full_forward() {
+    let mut adapter =
+        LoraAdapter::load(&reference_dir().join("peft_minilm_lora"), &Device::Cpu).unwrap();
+    adapter.pairs.retain(|module, _| {
+        module.starts_with("encoder.layer.4.") || module.starts_with("encoder.layer.5.")
+    });
+    assert_eq!(adapter.layers(), Some([4, 5].into()));
+    let base = minilm_raw();
+    let texts = ["the budget was approved", "we are also talking to Rockwell"];
+    let before = base.embed(&texts, InputKind::Passage).unwrap();
+    let adapted = base.with_adapter(&adapter).unwrap();
+    let fast = adapted.embed(&texts, InputKind::Passage).unwrap();
+    assert_eq!(base.embed(&texts, InputKind::Passage).unwrap(), before);
+    assert!(
+        cosine(&fast[0], &before[0]) < 0.9999,
+        "the adapter changes the vectors"
+    );
+    let windows = adapted.windows(&texts, InputKind::Passage).unwrap();
+    for (window, fast) in windows.iter().zip(&fast) {
+        let ids = &window[0].ids;
+        let ids_t =
+            candle_core::Tensor::from_vec(ids.clone(), (1, ids.len()), &Device::Cpu).unwrap();
+        let mask_t =
+            candle_core::Tensor::ones((1, ids.len()), candle_core::DType::U32, &Device::Cpu)
+                .unwrap();
+        let hidden: Vec<Vec<f32>> = adapted
+            .encoder()
+            .forward(&ids_t, &mask_t)
+            .unwrap()
+            .squeeze(0)
+            .unwrap()
+            .to_vec2()
+            .unwrap();
+        let mean: Vec<f32> = (0..hidden[0].len())
+            .map(|d| hidden.iter().map(|token| token[d]).sum::<f32>() / hidden.len() as f32)
+            .collect();
+        assert!(cosine(&mean, fast) > 0.99999, "{}", cosine(&mean, fast));
+    }
+}
+
 /// Regression: the base-model check compared the adapter's base with the model directory's
 /// name, which for the Hugging Face cache is the snapshot hash, so every PEFT adapter was refused
 /// for a model found there.

@@ -253,6 +253,22 @@ impl LoraAdapter {
         Ok(hash)
     }
 
+    /// The encoder layers the adapter changes, or `None` when a pair sits outside
+    /// `encoder.layer.N` (then every layer counts as changed).
+    pub fn layers(&self) -> Option<std::collections::BTreeSet<usize>> {
+        self.pairs
+            .keys()
+            .map(|module| {
+                module
+                    .strip_prefix("encoder.layer.")?
+                    .split('.')
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .collect()
+    }
+
     /// Refuses an adapter trained on another base model. Names are compared by their last path
     /// segment (`sentence-transformers/all-MiniLM-L6-v2` matches a local `all-MiniLM-L6-v2`).
     pub fn check_base(&self, model_name: &str) -> Result<()> {

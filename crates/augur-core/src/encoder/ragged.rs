@@ -5,6 +5,7 @@
 //! and the adapted layers on [`BertEncoder`] (candle autograd).
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use candle_core::{DType, Tensor};
 
@@ -90,6 +91,41 @@ struct RaggedLayer {
     output_norm: NormWeights,
 }
 
+impl RaggedLayer {
+    /// Layer `index` of `encoder` in the fused layout, int8 when `int8`.
+    fn of(encoder: &BertEncoder, index: usize, int8: bool) -> Result<Self> {
+        let layer = &encoder.layers()[index];
+        let eps = encoder.config().layer_norm_eps;
+        let [query, key, value, attention_output, intermediate, output] = layer.linears();
+        let (attention_norm, output_norm) = layer.norms();
+        let mut fused = Self {
+            query_key_value: DenseWeights::stacked(&[query, key, value])?,
+            attention_output: DenseWeights::stacked(&[attention_output])?,
+            attention_norm: NormWeights::new(attention_norm, eps)?,
+            intermediate: DenseWeights::stacked(&[intermediate])?,
+            output: DenseWeights::stacked(&[output])?,
+            output_norm: NormWeights::new(output_norm, eps)?,
+        };
+        if int8 {
+            fused.quantize();
+        }
+        Ok(fused)
+    }
+
+    /// Switches the dense layers to int8 weights (the f32 weights are dropped).
+    fn quantize(&mut self) {
+        for dense in [
+            &mut self.query_key_value,
+            &mut self.attention_output,
+            &mut self.intermediate,
+            &mut self.output,
+        ] {
+            dense.int8 = Some(Int8Dense::new(&dense.weight, &dense.bias));
+            dense.weight = Vec::new();
+        }
+    }
+}
+
 /// Reusable buffers of one forward pass.
 #[derive(Default)]
 struct Scratch {
@@ -136,7 +172,8 @@ pub struct RaggedEncoder {
     position_embeddings: Vec<f32>,
     token_type_embedding: Vec<f32>,
     embedding_norm: NormWeights,
-    layers: Vec<RaggedLayer>,
+    /// Shared between an encoder and its adapted copies where an adapter leaves a layer as is.
+    layers: Vec<Arc<RaggedLayer>>,
     hidden: usize,
     heads: usize,
     vocab_size: usize,
@@ -150,21 +187,8 @@ impl RaggedEncoder {
         let config = encoder.config();
         let eps = config.layer_norm_eps;
         let (word, position, token_type, norm) = encoder.embedding_tensors();
-        let layers = encoder
-            .layers()
-            .iter()
-            .map(|layer| {
-                let [query, key, value, attention_output, intermediate, output] = layer.linears();
-                let (attention_norm, output_norm) = layer.norms();
-                Ok(RaggedLayer {
-                    query_key_value: DenseWeights::stacked(&[query, key, value])?,
-                    attention_output: DenseWeights::stacked(&[attention_output])?,
-                    attention_norm: NormWeights::new(attention_norm, eps)?,
-                    intermediate: DenseWeights::stacked(&[intermediate])?,
-                    output: DenseWeights::stacked(&[output])?,
-                    output_norm: NormWeights::new(output_norm, eps)?,
-                })
-            })
+        let layers = (0..encoder.layers().len())
+            .map(|index| RaggedLayer::of(encoder, index, false).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             word_embeddings: word
@@ -187,21 +211,38 @@ impl RaggedEncoder {
         })
     }
 
+    /// A copy for `encoder` (this encoder's model with an adapter merged into the layers that
+    /// `changed` names): those layers are rebuilt from `encoder` (int8 when this encoder is), the
+    /// others and the embeddings are shared with this one.
+    pub fn with_changed_layers(
+        &self,
+        encoder: &BertEncoder,
+        changed: impl Fn(usize) -> bool,
+    ) -> Result<Self> {
+        let int8 = self.is_quantized();
+        let mut adapted = self.clone();
+        for (index, layer) in adapted.layers.iter_mut().enumerate() {
+            if changed(index) {
+                *layer = Arc::new(RaggedLayer::of(encoder, index, int8)?);
+            }
+        }
+        Ok(adapted)
+    }
+
+    /// True when the dense layers run in int8 ([`RaggedEncoder::quantized`]).
+    fn is_quantized(&self) -> bool {
+        self.layers
+            .first()
+            .is_some_and(|layer| layer.query_key_value.int8.is_some())
+    }
+
     /// A copy whose dense layers run with int8 weights and dynamically quantised activations
     /// (per-row u8): about a quarter of the weight memory and, on CPUs with AVX-512 VNNI, faster;
     /// states differ from f32 by quantisation error (see `benches/README.md` for measured cosines).
     pub fn quantized(&self) -> Self {
         let mut quantized = self.clone();
         for layer in &mut quantized.layers {
-            for dense in [
-                &mut layer.query_key_value,
-                &mut layer.attention_output,
-                &mut layer.intermediate,
-                &mut layer.output,
-            ] {
-                dense.int8 = Some(Int8Dense::new(&dense.weight, &dense.bias));
-                dense.weight = Vec::new();
-            }
+            Arc::make_mut(layer).quantize();
         }
         quantized
     }
