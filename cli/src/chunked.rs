@@ -10,18 +10,19 @@ use std::io::{BufRead, BufReader, Cursor};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::{
-    len, CsvEncoding, CsvReadOptions, CsvWriter, DataFrame, IdxSize, JsonFormat, JsonReader,
-    JsonWriter, LazyFrame, ParquetReader, ParquetWriter, PlRefPath, PlanCallback, PolarsError,
-    PolarsResult, ScanArgsParquet, SchemaRef, SerReader, SerWriter,
+    len, CsvEncoding, CsvReadOptions, CsvWriter, DataFrame, DataType, IdxSize, JsonFormat,
+    JsonReader, JsonWriter, LazyFrame, ParquetReader, ParquetWriter, PlRefPath, PlanCallback,
+    PolarsError, PolarsResult, ScanArgsParquet, SchemaRef, SerReader, SerWriter,
 };
 use serde::{Deserialize, Serialize};
 
 use crate::notes::{rejects_table, Reject};
 use crate::progress::Progress;
-use crate::table::{ensure_parent, nested_as_json, Format};
+use crate::table::{ensure_parent, nested_as_json, polars_reason, Format};
 
 /// Rows sampled to infer column types of CSV and NDJSON input.
 const SCHEMA_INFERENCE_ROWS: usize = 10_000;
@@ -87,13 +88,15 @@ pub fn unreadable_error(path: &Path, row: usize, reason: &str) -> anyhow::Error 
 /// Calls `each` with consecutive pieces of `path`: chunks of `chunk_rows` rows (about that many
 /// for Parquet), split around records that cannot be read, which come as
 /// [`Piece::Unreadable`]; reading starts after the first `skip` rows. A table without rows
-/// yields one empty chunk with its columns. Memory held: one chunk of CSV / NDJSON records
-/// (plus, once at the start, the first 10,000 records to infer column types); for Parquet, up to
-/// three chunks and the row groups polars is decoding.
+/// yields one empty chunk with its columns. In CSV, `text_columns` (ids, text) are read exactly
+/// as written, where type inference would turn `007` into 7. Memory held: one chunk of CSV /
+/// NDJSON records (plus, once at the start, the first 10,000 records to infer column types); for
+/// Parquet, up to three chunks and the row groups polars is decoding.
 pub fn for_each_chunk(
     path: &Path,
     skip: usize,
     chunk_rows: usize,
+    text_columns: &[String],
     mut each: impl FnMut(Piece) -> Result<()>,
 ) -> Result<()> {
     let chunk_rows = chunk_rows.max(1);
@@ -107,7 +110,7 @@ pub fn for_each_chunk(
             for_each_parquet_chunk(path, skip, chunk_rows, &mut counted)?;
             scan_parquet(path)?.limit(0).collect().ok()
         }
-        format => for_each_text_chunk(path, format, skip, chunk_rows, &mut counted)?,
+        format => for_each_text_chunk(path, format, skip, chunk_rows, text_columns, &mut counted)?,
     };
     if !delivered && skip == 0 {
         if let Some(empty) = empty {
@@ -121,13 +124,14 @@ pub fn for_each_chunk(
 }
 
 /// CSV and NDJSON: records are read as bytes and each chunk is parsed on its own, with the column
-/// types inferred once from the first rows (so every chunk has the same schema). Returns the
-/// table's empty frame (its columns, no rows).
+/// types inferred once from the first rows (so every chunk has the same schema; CSV
+/// `text_columns` are text). Returns the table's empty frame (its columns, no rows).
 fn for_each_text_chunk(
     path: &Path,
     format: Format,
     skip: usize,
     chunk_rows: usize,
+    text_columns: &[String],
     mut each: impl FnMut(Piece) -> Result<()>,
 ) -> Result<Option<DataFrame>> {
     let mut records = RecordReader::open(path)?;
@@ -146,9 +150,17 @@ fn for_each_text_chunk(
         );
     }
     let inferred = infer_columns(path, format, &records.header, &sample, &sample_ends)?;
-    let schema = inferred.schema().clone();
-    let empty = inferred.clear();
     drop(sample);
+    let mut schema = (**inferred.schema()).clone();
+    if format == Format::Csv {
+        for name in text_columns {
+            if schema.contains(name) {
+                schema.with_column(name.as_str().into(), DataType::String);
+            }
+        }
+    }
+    let schema: SchemaRef = Arc::new(schema);
+    let empty = DataFrame::empty_with_schema(&schema);
 
     let mut records = RecordReader::open(path)?;
     let mut body = Vec::new();
@@ -214,7 +226,7 @@ fn infer_columns(
             "{}: cannot tell the columns from the first {} rows as {format}: {}",
             path.display(),
             ends.len(),
-            reason(&error)
+            polars_reason(&error)
         )
     })
 }
@@ -241,7 +253,7 @@ fn parse_records(
         anyhow!(
             "{}: cannot read rows from data row {row} as {format}: {}",
             path.display(),
-            reason(error)
+            polars_reason(error)
         )
     };
     let mut pieces = Vec::new();
@@ -268,7 +280,10 @@ fn parse_records(
                 end_run(run.take(), start, &mut pieces)?;
                 pieces.push(Piece::Unreadable {
                     row: first_row + i + 1,
-                    reason: format!("cannot read it as {format}: {}", reason(&record_error)),
+                    reason: format!(
+                        "cannot read it as {format}: {}",
+                        polars_reason(&record_error)
+                    ),
                 });
             }
         }
@@ -280,17 +295,6 @@ fn parse_records(
         return Err(whole_chunk_error(first_row + 1, &error));
     }
     Ok(pieces)
-}
-
-/// A parser error's own words, without the hints polars adds for its Python API
-/// (`truncate_ragged_lines`, `infer_schema_length`, …), which are not Augur options.
-fn reason(error: &PolarsError) -> String {
-    let text = error.to_string();
-    text.split("\n\n")
-        .next()
-        .unwrap_or(&text)
-        .trim()
-        .to_string()
 }
 
 /// Parses CSV records (under `header`) or NDJSON lines with polars.
@@ -324,8 +328,8 @@ fn parse_bytes(
     }
 }
 
-/// Reads a CSV file record by record (a quoted field may span lines; comma-separated) or an NDJSON file line by
-/// line (blank lines skipped), as raw bytes.
+/// Reads a CSV file record by record (a quoted field may span lines; comma-separated) or an
+/// NDJSON file line by line, as raw bytes; blank lines are skipped in both.
 struct RecordReader {
     reader: BufReader<File>,
     /// The CSV header line (empty for NDJSON).
@@ -360,9 +364,15 @@ impl RecordReader {
                 return Ok(out.len() > start && !out[start..].trim_ascii().is_empty());
             }
             if self.csv {
-                if !quoting.scan(&out[line_start..]) {
-                    return Ok(true);
+                if quoting.scan(&out[line_start..]) {
+                    continue;
                 }
+                // A blank line between records is no record (as pandas reads CSV).
+                if out[start..].trim_ascii().is_empty() {
+                    out.truncate(start);
+                    continue;
+                }
+                return Ok(true);
             } else if out[line_start..].trim_ascii().is_empty() {
                 out.truncate(line_start);
             } else {
@@ -762,6 +772,8 @@ pub struct JobSettings<'a> {
     pub resume: bool,
     /// Rows per chunk.
     pub chunk_rows: usize,
+    /// Columns read as text, exactly as written (ids, text): see [`for_each_chunk`].
+    pub text_columns: Vec<String>,
 }
 
 /// The result of a complete job: its final checkpoint (counters, rejects) and the input's size.
@@ -844,64 +856,72 @@ pub fn run_job(
 
     let mut progress = Progress::new(settings.label, total);
     progress.advance(checkpoint.rows_done);
-    let read = for_each_chunk(input, checkpoint.rows_done, settings.chunk_rows, |piece| {
-        let rows = piece.rows();
-        let mut result = match piece {
-            Piece::Rows { first_row, table } => process(first_row, &table).with_context(|| {
-                format!(
-                    "{}: rows {}..{}",
-                    input.display(),
-                    first_row + 1,
-                    first_row + rows
-                )
-            })?,
-            // A job without a rejects file keeps its rows 1:1 with the input: it cannot skip one.
-            Piece::Unreadable { row, reason } if rejects.is_none() => {
-                return Err(unreadable_error(input, row, &reason));
+    let read = for_each_chunk(
+        input,
+        checkpoint.rows_done,
+        settings.chunk_rows,
+        &settings.text_columns,
+        |piece| {
+            let rows = piece.rows();
+            let mut result = match piece {
+                Piece::Rows { first_row, table } => {
+                    process(first_row, &table).with_context(|| {
+                        format!(
+                            "{}: rows {}..{}",
+                            input.display(),
+                            first_row + 1,
+                            first_row + rows
+                        )
+                    })?
+                }
+                // A job without a rejects file keeps its rows 1:1 with the input: it cannot skip one.
+                Piece::Unreadable { row, reason } if rejects.is_none() => {
+                    return Err(unreadable_error(input, row, &reason));
+                }
+                Piece::Unreadable { row, reason } => ChunkOutput {
+                    table: DataFrame::empty(),
+                    rejects: vec![Reject {
+                        row,
+                        id: format!("row-{row}"),
+                        reason,
+                    }],
+                    processed: 0,
+                    counters: Vec::new(),
+                    flagged_rows: Vec::new(),
+                },
+            };
+            if result.table.width() > 0 {
+                out.append(&mut result.table)?;
             }
-            Piece::Unreadable { row, reason } => ChunkOutput {
-                table: DataFrame::empty(),
-                rejects: vec![Reject {
-                    row,
-                    id: format!("row-{row}"),
-                    reason,
-                }],
-                processed: 0,
-                counters: Vec::new(),
-                flagged_rows: Vec::new(),
-            },
-        };
-        if result.table.width() > 0 {
-            out.append(&mut result.table)?;
-        }
-        if !result.rejects.is_empty() {
-            let table = rejects
-                .as_mut()
-                .ok_or_else(|| anyhow!("rows were rejected, but this job has no rejects file"))?;
-            table.append(&mut rejects_table(&result.rejects)?)?;
-        }
-        checkpoint.rows_done += rows;
-        checkpoint.notes_done += result.processed;
-        checkpoint.output = out.state();
-        checkpoint.rejects = rejects
-            .as_ref()
-            .map(PartialTable::state)
-            .unwrap_or_default();
-        for (name, n) in result.counters {
-            *checkpoint.counters.entry(name).or_default() += n;
-        }
-        let room = REJECTS_SHOWN.saturating_sub(checkpoint.first_rejects.len());
-        checkpoint
-            .first_rejects
-            .extend(result.rejects.into_iter().take(room));
-        let room = FLAGGED_ROWS_SHOWN.saturating_sub(checkpoint.flagged_rows.len());
-        checkpoint
-            .flagged_rows
-            .extend(result.flagged_rows.into_iter().take(room));
-        save_checkpoint(&checkpoint, &checkpoint_path)?;
-        progress.advance(rows);
-        Ok(())
-    });
+            if !result.rejects.is_empty() {
+                let table = rejects.as_mut().ok_or_else(|| {
+                    anyhow!("rows were rejected, but this job has no rejects file")
+                })?;
+                table.append(&mut rejects_table(&result.rejects)?)?;
+            }
+            checkpoint.rows_done += rows;
+            checkpoint.notes_done += result.processed;
+            checkpoint.output = out.state();
+            checkpoint.rejects = rejects
+                .as_ref()
+                .map(PartialTable::state)
+                .unwrap_or_default();
+            for (name, n) in result.counters {
+                *checkpoint.counters.entry(name).or_default() += n;
+            }
+            let room = REJECTS_SHOWN.saturating_sub(checkpoint.first_rejects.len());
+            checkpoint
+                .first_rejects
+                .extend(result.rejects.into_iter().take(room));
+            let room = FLAGGED_ROWS_SHOWN.saturating_sub(checkpoint.flagged_rows.len());
+            checkpoint
+                .flagged_rows
+                .extend(result.flagged_rows.into_iter().take(room));
+            save_checkpoint(&checkpoint, &checkpoint_path)?;
+            progress.advance(rows);
+            Ok(())
+        },
+    );
     if let Err(error) = read {
         // Nothing was checkpointed: no `.partial` files are left behind for a resume that has
         // nothing to continue.

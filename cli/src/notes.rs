@@ -34,6 +34,19 @@ pub struct ColumnArgs {
     pub text_column: String,
 }
 
+impl ColumnArgs {
+    /// The columns read as text exactly as written (CSV type inference would turn the id `007`
+    /// into 7): id, account id, timestamp and text.
+    pub fn text_columns(&self) -> Vec<String> {
+        vec![
+            self.id_column.clone(),
+            self.account_column.clone(),
+            self.timestamp_column.clone(),
+            self.text_column.clone(),
+        ]
+    }
+}
+
 /// A row that could not be processed.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Reject {

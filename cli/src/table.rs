@@ -4,11 +4,14 @@
 use std::fs::File;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context, Result};
 
 use polars::prelude::{
-    Column, CsvReadOptions, CsvWriter, DataFrame, DataType, JsonFormat, JsonReader, JsonWriter,
-    ParquetReader, ParquetWriter, SerReader, SerWriter, StringChunked,
+    Column, CsvReadOptions, CsvWriter, DataFrame, DataType, Field, JsonFormat, JsonReader,
+    JsonWriter, ParquetReader, ParquetWriter, PolarsError, Schema, SchemaRef, SerReader, SerWriter,
+    StringChunked,
 };
 
 /// A table file format, chosen by extension.
@@ -33,8 +36,14 @@ impl std::fmt::Display for Format {
 }
 
 impl Format {
-    /// The format of `path`, from its extension.
+    /// The format of `path`, from its extension (a folder is refused as such).
     pub fn of(path: &Path) -> Result<Self> {
+        if path.is_dir() {
+            bail!(
+                "{}: is a folder; expected a table file (.csv, .parquet or .ndjson/.jsonl)",
+                path.display()
+            );
+        }
         let ext = path
             .extension()
             .and_then(|e| e.to_str())
@@ -52,24 +61,60 @@ impl Format {
     }
 }
 
-/// Reads a whole table.
-pub fn read_table(path: &Path) -> Result<DataFrame> {
+/// Reads a whole table. In CSV, `text_columns` (ids, labels, text) are read exactly as written,
+/// where type inference would turn `007` into 7 and `True` into true.
+pub fn read_table(path: &Path, text_columns: &[&str]) -> Result<DataFrame> {
     let format = Format::of(path)?;
     let open = || File::open(path).with_context(|| format!("{}: cannot open", path.display()));
     // Opened first for every format, so a missing file gets one plain message.
     let file = open()?;
-    let df = match format {
-        Format::Csv => CsvReadOptions::default()
+    let read_csv = |overwrite: Option<SchemaRef>| {
+        CsvReadOptions::default()
             .with_has_header(true)
             .with_infer_schema_length(Some(10_000))
+            .with_schema_overwrite(overwrite)
             .try_into_reader_with_file_path(Some(path.to_path_buf()))?
-            .finish(),
+            .finish()
+    };
+    let df = match format {
+        Format::Csv => read_csv(None).and_then(|df| {
+            let inferred: Vec<Field> = text_columns
+                .iter()
+                .filter(|name| {
+                    df.column(name)
+                        .is_ok_and(|column| column.dtype() != &DataType::String)
+                })
+                .map(|name| Field::new((*name).into(), DataType::String))
+                .collect();
+            if inferred.is_empty() {
+                Ok(df)
+            } else {
+                read_csv(Some(Arc::new(Schema::from_iter(inferred))))
+            }
+        }),
         Format::Parquet => ParquetReader::new(file).finish(),
         Format::NdJson => JsonReader::new(file)
             .with_json_format(JsonFormat::JsonLines)
             .finish(),
     };
-    df.with_context(|| format!("{}: cannot read as {format}", path.display()))
+    df.map_err(|error| {
+        anyhow!(
+            "{}: cannot read as {format}: {}",
+            path.display(),
+            polars_reason(&error)
+        )
+    })
+}
+
+/// A polars error's own words, without the hints polars adds for its Python API
+/// (`truncate_ragged_lines`, `infer_schema_length`, …), which are not Augur options.
+pub fn polars_reason(error: &PolarsError) -> String {
+    let text = error.to_string();
+    text.split("\n\n")
+        .next()
+        .unwrap_or(&text)
+        .trim()
+        .to_string()
 }
 
 /// CSV has no nested values: list, array and struct columns become JSON text (a vector reads

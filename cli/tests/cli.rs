@@ -404,8 +404,9 @@ fn feature_flags_out_of_range_are_refused_with_the_range() {
 }
 
 /// Regression: `augur fit --holdout 0.9` silently held out 50 %, and a negative share none.
+/// Every refusal comes before the model loads (no `fit:` line with the example counts).
 #[test]
-fn fit_refuses_a_holdout_share_or_epoch_count_out_of_range() {
+fn fit_refuses_settings_out_of_range_before_loading_the_model() {
     let tmp = tempfile::tempdir().unwrap();
     for (flags, expected) in [
         (
@@ -417,11 +418,22 @@ fn fit_refuses_a_holdout_share_or_epoch_count_out_of_range() {
             "--holdout -0.1: give a share between 0",
         ),
         (["--epochs", "0"], "--epochs 0: give at least 1"),
+        // Regression: these trained nothing (or failed deep inside candle) after loading the model.
+        (["--rank", "0"], "rank 0: give at least 1"),
+        (["--batch-size", "0"], "batch size 0: give at least 1"),
+        (["--dropout", "1.5"], "dropout 1.5: give a share from 0"),
+        (["--alpha", "0"], "alpha 0: give a positive number"),
+        (
+            ["--learning-rate", "0"],
+            "learning rate 0: give a positive number",
+        ),
+        (["--targets", "foo"], "unknown LoRA target `foo`"),
     ] {
         let run = fit_minilm(&tmp.path().join("x"), &flags);
         assert!(!run.status.success());
         let err = String::from_utf8_lossy(&run.stderr);
         assert!(err.contains(expected), "{err}");
+        assert!(!err.contains("training examples"), "{err}");
     }
 }
 
@@ -1273,7 +1285,7 @@ fn extract_refuses_an_empty_text_and_text_only_flags_on_a_table() {
 }
 
 /// Regression: input columns named like output columns (`signal`, `note_id`) were dropped, and a
-/// numeric column given as the text was analysed as text.
+/// numeric (NDJSON) column given as the text was analysed as text.
 #[test]
 fn clashing_input_columns_are_kept_and_the_text_must_be_text() {
     let dir = tempfile::tempdir().unwrap();
@@ -1294,8 +1306,23 @@ fn clashing_input_columns_are_kept_and_the_text_must_be_text() {
     let rows = read_csv(&out);
     assert_eq!(rows[0]["input_note_id"], "X");
     assert_eq!(rows[0]["input_signal"], "crm-tag");
+    // A CSV cell is read as written, so there `--text-column amount` reads `3.5` as text; in
+    // NDJSON (and Parquet) the column is a number and is refused.
+    let ndjson = dir.path().join("notes.ndjson");
+    std::fs::write(
+        &ndjson,
+        "{\"id\": 1, \"text\": \"We need a quote by Friday\", \"amount\": 3.5}\n",
+    )
+    .unwrap();
     refused(
-        &["extract", input, "-o", out_path, "--text-column", "amount"],
+        &[
+            "extract",
+            ndjson.to_str().unwrap(),
+            "-o",
+            out_path,
+            "--text-column",
+            "amount",
+        ],
         "column `amount` must hold text, found f64",
     );
 }
@@ -1323,5 +1350,129 @@ fn infinite_account_values_are_refused_with_their_row() {
             scores.to_str().unwrap(),
         ],
         "row 2 (account ACC-1002): column `seats` is inf; expected a finite number",
+    );
+}
+
+/// Regression: CSV type inference read the ids `007`, `0070` and `70` as the numbers 7, 70 and
+/// 70, so `score` merged two accounts and `explain 007` found none; blank lines were rows that
+/// ended up as rejects.
+#[test]
+fn ids_are_read_as_written_and_blank_lines_are_no_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let notes = dir.path().join("notes.csv");
+    std::fs::write(
+        &notes,
+        "id,account_id,timestamp,text\n\
+         001,007,2026-11-02,The budget for the upgrade is approved\n\
+         \n\
+         002,0070,2026-11-03,We are also talking to Rockwell\n\
+         003,70,2026-11-04,Please send the quote by Friday\n\
+         \n\n",
+    )
+    .unwrap();
+    let hits = dir.path().join("hits.csv");
+    let run = augur(&[
+        "extract",
+        notes.to_str().unwrap(),
+        "-o",
+        hits.to_str().unwrap(),
+    ]);
+    assert!(run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("3 rows: 3 analysed"), "{stderr}");
+    assert!(stderr.contains(", 0 rejected"), "{stderr}");
+    let table = std::fs::read_to_string(&hits).unwrap();
+    for id in ["001,", "002,", "003,"] {
+        assert!(table.lines().any(|l| l.starts_with(id)), "{id}: {table}");
+    }
+
+    let scores = dir.path().join("scores.csv");
+    let run = augur(&[
+        "score",
+        notes.to_str().unwrap(),
+        "-o",
+        scores.to_str().unwrap(),
+    ]);
+    assert!(run.status.success());
+    let table = std::fs::read_to_string(&scores).unwrap();
+    for account in ["007,", "0070,", "70,"] {
+        assert!(
+            table.lines().any(|l| l.starts_with(account)),
+            "{account}: {table}"
+        );
+    }
+    let run = augur(&["explain", "007", "--from", scores.to_str().unwrap()]);
+    assert!(run.status.success());
+    refused(
+        &["explain", "0007", "--from", scores.to_str().unwrap()],
+        "no account `0007` (3 accounts in the file)",
+    );
+}
+
+/// Regression: `churn|churn` counted twice and made the whole fit multi-label; trailing blank
+/// lines were "data rows without text"; eval did not say that `Churn` is not `churn`, kept its
+/// warnings out of `--json`, and printed support as `3.0`; a folder given as a table was
+/// blamed on its extension.
+#[test]
+fn fit_and_eval_read_examples_as_a_user_writes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = dir.path().join("examples.csv");
+    let fixture = std::fs::read_to_string(repo().join("fixtures/fewshot/examples_en.csv")).unwrap();
+    std::fs::write(
+        &examples,
+        format!("{fixture}They will cancel for sure,churn|churn\n\n\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("adapter");
+    let model = minilm_dir();
+    let run = augur(&[
+        "fit",
+        "--examples",
+        examples.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--model",
+        &model,
+        "--epochs",
+        "1",
+    ]);
+    assert!(run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("labels: buying 8, churn 9"), "{stderr}");
+    assert!(stderr.contains("2 blank rows"), "{stderr}");
+    let labels: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("labels.json")).unwrap()).unwrap();
+    assert_eq!(labels["multi_label"], false);
+
+    let shouted = dir.path().join("shouted.csv");
+    std::fs::write(&shouted, fixture.replace(",churn", ",Churn")).unwrap();
+    let run = augur(&[
+        "eval",
+        "--examples",
+        shouted.to_str().unwrap(),
+        "--adapter",
+        out.to_str().unwrap(),
+        "--model",
+        &model,
+        "--json",
+    ]);
+    assert!(run.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let warning = report["warnings"][0].as_str().unwrap();
+    assert!(
+        warning.contains("labels are case-sensitive: `Churn` is `churn` there"),
+        "{warning}"
+    );
+    assert!(report["per_label"][0]["support"].is_u64(), "{report}");
+
+    refused(
+        &[
+            "eval",
+            "--examples",
+            dir.path().to_str().unwrap(),
+            "--adapter",
+            out.to_str().unwrap(),
+        ],
+        "is a folder; expected a table file",
     );
 }

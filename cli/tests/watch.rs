@@ -24,7 +24,22 @@ fn watch_answers_every_line_and_keeps_account_state() {
         r#"{"id": "m3", "account_id": "ACC-9", "timestamp": "yesterday", "text": "hello"}"#,
         r#"{"id": "m4", "account_id": "ACC-7", "timestamp": "2026-11-03", "text": "客户确认产线升级预算已批复"}"#,
         r#"{"id": "m5", "account_id": "ACC-9", "timestamp": "2026-11-04", "text": "  "}"#,
+        // Regression: a numeric account id was refused (score accepts it), an empty one scored.
+        r#"{"id": 7, "account_id": 1001, "timestamp": "2026-11-04", "text": "we signed the renewal"}"#,
+        r#"{"id": "m8", "account_id": "", "timestamp": "2026-11-04", "text": "we signed the renewal"}"#,
     ];
+    // Regression: a byte-order mark before the first message made it "not a message".
+    let input: Vec<String> = input
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                format!("\u{feff}{line}")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
     child
         .stdin
         .take()
@@ -42,7 +57,7 @@ fn watch_answers_every_line_and_keeps_account_state() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 6, "one answer per input line: {lines:?}");
+    assert_eq!(lines.len(), 8, "one answer per input line: {lines:?}");
     assert_eq!(lines[0]["id"], "m1");
     assert!(lines[1]["error"]
         .as_str()
@@ -75,6 +90,12 @@ fn watch_answers_every_line_and_keeps_account_state() {
         .unwrap()
         .iter()
         .any(|h| h["signal"] == "budget_approved"));
+    assert_eq!(lines[6]["account_id"], "1001");
+    assert_eq!(lines[6]["id"], "7");
+    assert!(lines[7]["error"]
+        .as_str()
+        .unwrap()
+        .contains("expected a non-empty string or a number"));
     assert!(lines
         .iter()
         .filter(|l| l.get("latency_ms").is_some())

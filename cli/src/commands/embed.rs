@@ -113,6 +113,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         ),
         resume: args.resume,
         chunk_rows: args.chunk_size.max(1),
+        text_columns: vec![args.text_column.clone()],
     };
     let summary = run_job(
         &args.input,

@@ -176,6 +176,7 @@ fn run_table(
         fingerprint_extra: options.settings.clone(),
         resume: options.resume,
         chunk_rows: options.chunk_size.max(1),
+        text_columns: columns.text_columns(),
     };
     let summary = run_job(
         input,

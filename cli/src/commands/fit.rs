@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use augur_core::finetune::{
     FineTuneConfig, FitMethod, LabelledText, LearningRateSchedule, SeededRng, TextClassifier,
 };
-use augur_core::Embedder;
+use augur_core::{Embedder, InputKind};
 
 use crate::commands::ModelArgs;
 use crate::table::{read_table, required_strings};
@@ -20,7 +20,9 @@ use crate::table::{read_table, required_strings};
 /// A seeded 20 % of the rows is held out to pick the best epoch when that is at least 50 rows;
 /// with fewer, all rows train and the last epoch is kept (see --holdout). Writes a
 /// PEFT-compatible adapter (adapter_config.json, adapter_model.safetensors), the head
-/// (head.safetensors), labels.json and report.json into --out.
+/// (head.safetensors), labels.json and report.json into --out. Each example is read up to its
+/// first 96 tokens (about 60 Chinese characters or 70 English words); fit and eval say how many
+/// were longer.
 ///
 /// Without --method / --targets / --top-layers / --epochs / --learning-rate / --schedule, the
 /// recipe that measured best on the few-shot benchmark (benches/README.md) is used. Under 1000
@@ -153,26 +155,32 @@ const MIN_DEFAULT_HOLDOUT: usize = 50;
 /// Reads `text,label` rows (column names from `columns`); labels split on `|`. Rows without text
 /// or label (`|` alone included) are refused by number.
 fn read_examples(path: &Path, columns: &ExampleColumns) -> Result<Vec<LabelledText>> {
-    let df = read_table(path)?;
+    let df = read_table(path, &[&columns.text_column, &columns.label_column])?;
     let column = |name: &str, flag: &str| {
         required_strings(&df, name, flag).with_context(|| path.display().to_string())
     };
     let texts = column(&columns.text_column, "--text-column")?;
     let labels = column(&columns.label_column, "--label-column")?;
     let mut out = Vec::new();
+    let mut blank_rows = 0;
+    let blank = |cell: &Option<String>| cell.as_deref().is_none_or(|c| c.trim().is_empty());
     for (row, (text, label)) in texts.into_iter().zip(labels).enumerate() {
+        if blank(&text) && blank(&label) {
+            blank_rows += 1;
+            continue;
+        }
         match (text, label) {
             (Some(text), Some(label))
                 if !text.trim().is_empty() && label.split('|').any(|l| !l.trim().is_empty()) =>
             {
-                out.push(LabelledText {
-                    text,
-                    labels: label
-                        .split('|')
-                        .map(|l| l.trim().to_string())
-                        .filter(|l| !l.is_empty())
-                        .collect(),
-                })
+                // `churn|churn` is one label, not a multi-label example.
+                let mut labels: Vec<String> = Vec::new();
+                for label in label.split('|').map(str::trim).filter(|l| !l.is_empty()) {
+                    if !labels.iter().any(|l| l == label) {
+                        labels.push(label.to_string());
+                    }
+                }
+                out.push(LabelledText { text, labels })
             }
             _ => bail!(
                 "{}: data row {} has no text or no label; every example needs both",
@@ -184,7 +192,30 @@ fn read_examples(path: &Path, columns: &ExampleColumns) -> Result<Vec<LabelledTe
     if out.is_empty() {
         bail!("{}: no examples", path.display());
     }
+    if blank_rows > 0 {
+        eprintln!(
+            "{}: {blank_rows} blank rows (no text and no label) skipped",
+            path.display()
+        );
+    }
     Ok(out)
+}
+
+/// Warns about examples longer than `max_tokens` tokens: only their start is read.
+fn warn_truncated(embedder: &Embedder, examples: &[LabelledText], max_tokens: usize) -> Result<()> {
+    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    let long = embedder
+        .windows(&texts, InputKind::Query)?
+        .iter()
+        .filter(|windows| windows.len() > 1 || windows[0].ids.len() > max_tokens)
+        .count();
+    if long > 0 {
+        eprintln!(
+            "note: {long} of {} examples are longer than {max_tokens} tokens; only their first {max_tokens} tokens are read",
+            examples.len()
+        );
+    }
+    Ok(())
 }
 
 fn load_base(model: &ModelArgs) -> Result<Embedder> {
@@ -248,6 +279,21 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
     if args.epochs == Some(0) {
         bail!("--epochs 0: give at least 1");
     }
+    // The settings given, checked before the model loads (the recipe fills in the rest later).
+    let defaults = FineTuneConfig::default();
+    FineTuneConfig {
+        r: args.rank,
+        alpha: args.alpha,
+        dropout: args.dropout,
+        targets: args.targets.clone().unwrap_or(defaults.targets.clone()),
+        learning_rate: args.learning_rate.unwrap_or(defaults.learning_rate),
+        batch_size: args.batch_size,
+        ..defaults
+    }
+    .check()
+    .context(
+        "fit: check --rank, --alpha, --dropout, --learning-rate, --batch-size and --targets",
+    )?;
     check_fit_folder(&args.out)?;
     let mut examples = read_examples(&args.examples, &args.columns)?;
     report_labels(&examples);
@@ -269,6 +315,9 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
     });
     let holdout_n = ((examples.len() as f64) * share).round() as usize;
     let holdout = examples.split_off(examples.len() - holdout_n);
+    // Made now, so an unwritable --out fails before training rather than after it.
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("--out {}: cannot create the folder", args.out.display()))?;
     let base = load_base(&args.model)?;
     let layers = base.encoder().config().num_hidden_layers;
     if args.top_layers.is_some_and(|n| n == 0 || n > layers) {
@@ -306,16 +355,18 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
         seed: args.seed,
         ..recipe
     };
+    warn_truncated(&base, &examples, config.max_tokens)?;
     let adapted = config.layers_to_transform.as_ref().map_or(layers, Vec::len);
     eprintln!(
         "fit: {} training examples, {} held out; {:?}, LoRA r={} on {} of the top {adapted} \
-         layers, {} epochs, learning rate {} ({:?})",
+         layers, {} epoch{}, learning rate {} ({:?})",
         examples.len(),
         holdout.len(),
         config.method,
         config.r,
         config.targets.join(","),
         config.epochs,
+        if config.epochs == 1 { "" } else { "s" },
         config.learning_rate,
         config.schedule
     );
@@ -363,7 +414,17 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
 /// Runs `augur eval`.
 pub fn run_eval(args: EvalArgs) -> Result<()> {
     let examples = read_examples(&args.examples, &args.columns)?;
+    if !args.adapter.is_dir() {
+        bail!("--adapter {}: no such folder", args.adapter.display());
+    }
+    if !args.adapter.join("head.safetensors").is_file() {
+        bail!(
+            "--adapter {}: no head.safetensors; eval needs a folder written by `augur fit` (a PEFT adapter alone has no classifier head)",
+            args.adapter.display()
+        );
+    }
     let classifier = TextClassifier::load(&load_base(&args.model)?, &args.adapter)?;
+    warn_truncated(classifier.embedder(), &examples, classifier.max_tokens())?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
     let predicted: Vec<Vec<String>> = classifier
         .predict(&texts)?
@@ -379,12 +440,30 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         .collect();
     unknown.sort_unstable();
     unknown.dedup();
+    let mut warnings = Vec::new();
     if !unknown.is_empty() {
-        eprintln!(
-            "warning: the adapter was not trained on label(s) {}: their examples can only count as wrong (its labels: {})",
+        let same_but_case: Vec<String> = unknown
+            .iter()
+            .filter_map(|u| {
+                labels
+                    .iter()
+                    .find(|l| l.trim().to_lowercase() == u.trim().to_lowercase())
+                    .map(|l| format!("`{u}` is `{l}` there"))
+            })
+            .collect();
+        let case_hint = if same_but_case.is_empty() {
+            String::new()
+        } else {
+            format!("; labels are case-sensitive: {}", same_but_case.join(", "))
+        };
+        warnings.push(format!(
+            "the adapter was not trained on label(s) {}: their examples can only count as wrong (its labels: {}){case_hint}",
             unknown.join(", "),
             labels.join(", ")
-        );
+        ));
+    }
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
     }
     let mut confusion: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
     let mut per_label = Vec::new();
@@ -411,7 +490,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         } else {
             0.0
         };
-        per_label.push(serde_json::json!({"label": label, "precision": precision, "recall": recall, "f1": f1, "support": tp + fn_}));
+        per_label.push(serde_json::json!({"label": label, "precision": precision, "recall": recall, "f1": f1, "support": (tp + fn_) as usize}));
     }
     for (e, p) in examples.iter().zip(&predicted) {
         *confusion
@@ -439,7 +518,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"examples": examples.len(), "accuracy": accuracy, "macro_f1": macro_f1, "per_label": per_label, "confusion": confusion})
+                &serde_json::json!({"examples": examples.len(), "accuracy": accuracy, "macro_f1": macro_f1, "per_label": per_label, "confusion": confusion, "warnings": warnings})
             )?
         );
         return Ok(());
@@ -459,7 +538,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             l["precision"].as_f64().unwrap_or(0.0),
             l["recall"].as_f64().unwrap_or(0.0),
             l["f1"].as_f64().unwrap_or(0.0),
-            l["support"]
+            l["support"].as_u64().unwrap_or(0)
         );
     }
     println!("confusion (rows: true, columns: predicted):");

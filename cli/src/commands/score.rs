@@ -213,7 +213,7 @@ fn read_accounts(
     label_columns: &[&str],
 ) -> Result<AccountTable> {
     let mut table = AccountTable::default();
-    let accounts = read_table(path)?;
+    let accounts = read_table(path, &[account_column])?;
     let ids = required_strings(&accounts, account_column, "--accounts-key")
         .with_context(|| format!("{}: the account id column to join on", path.display()))?;
     if let Some(absent) = label_columns
@@ -339,6 +339,7 @@ fn load_accounts(
         ),
         resume: args.resume,
         chunk_rows: args.chunk_size.max(1),
+        text_columns: args.columns.text_columns(),
     };
     let summary = run_job(
         &args.notes,
@@ -426,7 +427,7 @@ fn load_accounts(
 
     let mut by_account: BTreeMap<String, AccountTimeline> = BTreeMap::new();
     let mut latest: Option<NaiveDate> = None;
-    for_each_chunk(&signals_path, 0, NOTES_PER_CHUNK, |piece| {
+    for_each_chunk(&signals_path, 0, NOTES_PER_CHUNK, &[], |piece| {
         let df = match piece {
             Piece::Rows { table, .. } => table,
             Piece::Unreadable { row, reason } => {
@@ -569,7 +570,7 @@ fn moved(score: &Score, previous: &BTreeMap<String, f64>) -> Vec<serde_json::Val
 /// An `augur score` output and its account ids; any other table (e.g. the notes) is refused
 /// with the columns it has.
 fn read_score_output(path: &Path) -> Result<(DataFrame, Vec<Option<String>>)> {
-    let df = read_table(path)?;
+    let df = read_table(path, &["account_id"])?;
     let has = |name: &str| df.column(name).is_ok();
     if !has("account_id") || !(has("churn_risk") || has("lead_intent")) {
         bail!(
@@ -868,8 +869,15 @@ pub fn run_explain(args: ExplainArgs) -> Result<()> {
         .iter()
         .position(|id| id.as_deref() == Some(args.account_id.as_str()))
     else {
+        let wanted = args.account_id.trim().to_lowercase();
+        let near = ids
+            .iter()
+            .flatten()
+            .find(|id| id.trim().to_lowercase() == wanted)
+            .map(|id| format!("; did you mean `{id}`? (ids are case-sensitive)"))
+            .unwrap_or_default();
         bail!(
-            "{}: no account `{}` ({} accounts in the file)",
+            "{}: no account `{}` ({} accounts in the file){near}",
             args.from.display(),
             args.account_id,
             ids.len()
@@ -884,7 +892,14 @@ pub fn run_explain(args: ExplainArgs) -> Result<()> {
         let factors: Vec<augur_score::Factor> = get(&format!("{name}_factors"))?
             .as_deref()
             .map(serde_json::from_str)
-            .transpose()?
+            .transpose()
+            .with_context(|| {
+                format!(
+                    "{}: account `{}`: column `{name}_factors` is not the JSON `augur score` writes",
+                    args.from.display(),
+                    args.account_id
+                )
+            })?
             .unwrap_or_default();
         scores.push(serde_json::json!({
             "score": name, "value": score.parse::<f64>().unwrap_or(0.0), "band": get(&format!("{name}_band"))?,
@@ -918,12 +933,24 @@ pub fn run_explain(args: ExplainArgs) -> Result<()> {
         };
         let delta = s["delta"]
             .as_f64()
-            .map(|d| format!(" ({d:+.1} since previous)"))
+            .map(|d| {
+                if zh {
+                    format!("（较上次 {d:+.1}）")
+                } else {
+                    format!(" ({d:+.1} since previous)")
+                }
+            })
             .unwrap_or_default();
+        let band = s["band"].as_str().unwrap_or("?");
+        let band = match (band, zh) {
+            ("high", true) => "高",
+            ("medium", true) => "中",
+            ("low", true) => "低",
+            (band, _) => band,
+        };
         println!(
-            "\n{label}: {:.0}/100, {}{delta}",
+            "\n{label}: {:.0}/100, {band}{delta}",
             s["value"].as_f64().unwrap_or(0.0),
-            s["band"].as_str().unwrap_or("?")
         );
         let factors: Vec<augur_score::Factor> = serde_json::from_value(s["factors"].clone())?;
         for f in factors.iter().take(args.top) {
@@ -939,10 +966,12 @@ pub fn run_explain(args: ExplainArgs) -> Result<()> {
                 f.contribution, bar, f.value
             );
             for e in f.evidence.iter().rev().take(3) {
-                println!(
-                    "         {} {} [{}] {}",
-                    e.date, e.note_id, e.speaker, e.sentence
-                );
+                let speaker = if e.speaker.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{}] ", e.speaker)
+                };
+                println!("         {} {} {speaker}{}", e.date, e.note_id, e.sentence);
             }
         }
     }

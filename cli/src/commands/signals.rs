@@ -75,6 +75,9 @@ pub fn load_pack(pack: &PackArgs) -> Result<SignalPack> {
     })
 }
 
+/// Labels an adapter's head may use for clauses with no signal: expected, so not reported.
+const NO_SIGNAL_LABELS: [&str; 5] = ["none", "other", "no_signal", "nothing", "neutral"];
+
 /// Loads the model and the pack, then fits the few-shot heads (a few seconds).
 pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtractor> {
     let signals = load_pack(pack)?;
@@ -122,11 +125,17 @@ pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtra
         }
     }
     let extractor = builder.build()?;
-    let unused = extractor.unused_classifier_labels();
-    if !unused.is_empty() {
+    // `none` (or the like) is the "no signal" class the README asks for, not a typo.
+    let unexpected: Vec<&str> = extractor
+        .unused_classifier_labels()
+        .iter()
+        .map(String::as_str)
+        .filter(|label| !NO_SIGNAL_LABELS.contains(&label.trim().to_lowercase().as_str()))
+        .collect();
+    if !unexpected.is_empty() {
         eprintln!(
             "adapter: labels {} name no signal of the pack and decide nothing (a typo in a signal id?)",
-            unused.join(", ")
+            unexpected.join(", ")
         );
     }
     Ok(extractor)

@@ -12,10 +12,12 @@ use crate::notes::parse_date;
 
 /// Score messages as they arrive (one JSON object per line on stdin).
 ///
-/// Each input line is `{"id", "account_id", "text", "timestamp"}`. Each output line (stdout)
-/// holds the message's signals, sentiment, the account's updated churn risk and lead intent, and
-/// the latency. Account state is kept in memory. A bad line gets an `{"error": ...}` line and
-/// the stream goes on.
+/// Each input line is `{"id", "account_id", "text", "timestamp"}` (ids may be strings or
+/// numbers; without a timestamp the message is dated today). Each output line (stdout) holds the
+/// message's signals, sentiment, the account's updated churn risk and lead intent, and the
+/// latency. Account state is kept in memory, and each account is scored as of its latest
+/// message, so "days since last contact" is 0 here where `augur score` counts it up to
+/// --as-of. A bad line gets an `{"error": ...}` line and the stream goes on.
 ///
 /// Example: tail -f messages.ndjson | augur watch
 #[derive(clap::Args, Debug)]
@@ -31,7 +33,7 @@ pub struct WatchArgs {
 struct Incoming {
     #[serde(default)]
     id: Option<serde_json::Value>,
-    account_id: String,
+    account_id: serde_json::Value,
     text: String,
     #[serde(default)]
     timestamp: Option<String>,
@@ -72,9 +74,20 @@ pub fn run(args: WatchArgs) -> Result<()> {
 }
 
 fn handle(live: &LiveScorer, line: &str, line_no: usize) -> Result<serde_json::Value> {
+    // A byte-order mark at the start of the stream is no part of the first message.
+    let line = if line_no == 1 {
+        line.trim_start_matches('\u{feff}')
+    } else {
+        line
+    };
     let incoming: Incoming = serde_json::from_str(line).map_err(|e| {
         anyhow::anyhow!("not a message ({e}); expected {{\"account_id\", \"text\", \"timestamp\"}}")
     })?;
+    let account_id = match incoming.account_id {
+        serde_json::Value::String(s) if !s.trim().is_empty() => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        other => anyhow::bail!("`account_id` is {other}: expected a non-empty string or a number"),
+    };
     if incoming.text.trim().is_empty() {
         anyhow::bail!("empty `text`: nothing to score");
     }
@@ -90,7 +103,7 @@ fn handle(live: &LiveScorer, line: &str, line_no: usize) -> Result<serde_json::V
     };
     let result = live.score_message(&Message {
         id,
-        account_id: incoming.account_id,
+        account_id,
         date,
         text: incoming.text,
     })?;

@@ -129,6 +129,54 @@ pub const ALL_TARGETS: [&str; 6] = [
 const RECOMMENDED_TOP_LAYERS: usize = 4;
 
 impl FineTuneConfig {
+    /// Refuses settings that cannot train: rank 0, a non-positive alpha, learning rate or batch
+    /// size, dropout outside 0..1, no epochs, an unknown target.
+    pub fn check(&self) -> Result<()> {
+        let problem = if self.r == 0 {
+            Some(format!("rank {}: give at least 1", self.r))
+        } else if !(self.alpha.is_finite() && self.alpha > 0.0) {
+            Some(format!(
+                "alpha {}: give a positive number (the update is scaled by alpha / rank)",
+                self.alpha
+            ))
+        } else if !(0.0..1.0).contains(&self.dropout) {
+            Some(format!(
+                "dropout {}: give a share from 0 up to (not including) 1",
+                self.dropout
+            ))
+        } else if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            Some(format!(
+                "learning rate {}: give a positive number",
+                self.learning_rate
+            ))
+        } else if self.batch_size == 0 {
+            Some("batch size 0: give at least 1".to_string())
+        } else if self.epochs == 0 {
+            Some("epochs 0: give at least 1".to_string())
+        } else if self.max_tokens < 2 {
+            Some(format!("max tokens {}: give at least 2", self.max_tokens))
+        } else if self.targets.is_empty() {
+            Some(format!(
+                "no LoRA targets; give some of {}",
+                ALL_TARGETS.join(", ")
+            ))
+        } else {
+            self.targets
+                .iter()
+                .find(|t| !EncoderLayer::LINEAR_MODULES.contains(&module_suffix(t).as_str()))
+                .map(|t| {
+                    format!(
+                        "unknown LoRA target `{t}`; expected one of {}",
+                        ALL_TARGETS.join(", ")
+                    )
+                })
+        };
+        match problem {
+            Some(problem) => Err(AugurError::InvalidArgument(problem)),
+            None => Ok(()),
+        }
+    }
+
     /// The recipe that measured best on the few-shot benchmark (Chinese review sentiment,
     /// `benches/README.md`) for these training examples on a model with `layers` layers:
     /// contrastive under [`SUPERVISED_FROM_EXAMPLES`] examples when every example has exactly one
@@ -585,6 +633,7 @@ impl TextClassifier {
         config: &FineTuneConfig,
         mut on_step: impl FnMut(&FitProgress),
     ) -> Result<(Self, LoraAdapter, TrainingReport)> {
+        config.check()?;
         let started = Instant::now();
         let mut labels: Vec<String> = train.iter().flat_map(|e| e.labels.clone()).collect();
         labels.sort();
@@ -902,6 +951,11 @@ impl TextClassifier {
             candle_nn::ops::softmax_last_dim(&logits)
         };
         probs.and_then(|p| p.to_vec2()).context("probabilities")
+    }
+
+    /// Tokens of a text the classifier reads (special tokens included); the rest is cut.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
     }
 
     /// The embedder with the adapter merged.

@@ -28,7 +28,7 @@ pub struct Evidence {
     pub date: NaiveDate,
     /// The clause.
     pub sentence: String,
-    /// Who said it.
+    /// Who said it (`customer`, `rep`, `unknown`; empty for facts about a note, not a sentence).
     pub speaker: String,
     /// The signal it carries (empty for sentiment evidence).
     #[serde(default)]
@@ -224,7 +224,13 @@ pub fn account_features(
         value: last_contact.unwrap_or(365.0),
         evidence: timeline
             .last()
-            .map(|i| sentiment_evidence(i))
+            .map(|i| Evidence {
+                note_id: i.signals.note_id.clone(),
+                date: i.date,
+                sentence: "latest note".into(),
+                speaker: String::new(),
+                signal: String::new(),
+            })
             .into_iter()
             .collect(),
     });

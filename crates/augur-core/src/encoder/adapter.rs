@@ -286,7 +286,7 @@ impl LoraAdapter {
             return Err(AugurError::Adapter {
                 path: "adapter_config.json".into(),
                 message: format!(
-                    "adapter was trained on `{base}`, but the model is `{model_name}`"
+                    "adapter was trained on `{base}`, but the model is `{model_name}`; load it on `{base}`"
                 ),
             });
         }
