@@ -85,24 +85,43 @@ pub fn unreadable_error(path: &Path, row: usize, reason: &str) -> anyhow::Error 
     anyhow!("{}: data row {row}: {reason}", path.display())
 }
 
+/// Which CSV columns are read as text, exactly as written, where type inference would turn the
+/// id `007` into 7 (NDJSON and Parquet carry their own types).
+#[derive(Debug, Clone)]
+pub enum TextColumns {
+    /// These columns (those that exist).
+    Named(Vec<String>),
+    /// Every column (jobs that pass the input through unchanged).
+    All,
+}
+
+/// What [`for_each_chunk`] does with a record that cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Deliver it as a [`Piece::Unreadable`] between the readable rows around it.
+    Deliver,
+    /// Fail, naming its row, before any piece of its chunk is delivered.
+    Fail,
+}
+
 /// Calls `each` with consecutive pieces of `path`: chunks of `chunk_rows` rows (about that many
-/// for Parquet), split around records that cannot be read, which come as
-/// [`Piece::Unreadable`]; reading starts after the first `skip` rows. A table without rows
-/// yields one empty chunk with its columns. In CSV, `text_columns` (ids, text) are read exactly
-/// as written, where type inference would turn `007` into 7. Memory held: one chunk of CSV /
-/// NDJSON records (plus, once at the start, the first 10,000 records to infer column types); for
-/// Parquet, up to three chunks and the row groups polars is decoding.
+/// for Parquet), split around records that cannot be read (see [`Unreadable`]); reading starts
+/// after the first `skip` rows. When no rows are delivered (none left, or none readable), one
+/// empty chunk with the table's columns follows. Memory held: one chunk of CSV / NDJSON records
+/// (plus, once at the start, the first 10,000 records to infer column types); for Parquet, up to
+/// three chunks and the row groups polars is decoding.
 pub fn for_each_chunk(
     path: &Path,
     skip: usize,
     chunk_rows: usize,
-    text_columns: &[String],
+    text_columns: &TextColumns,
+    unreadable: Unreadable,
     mut each: impl FnMut(Piece) -> Result<()>,
 ) -> Result<()> {
     let chunk_rows = chunk_rows.max(1);
-    let mut delivered = false;
+    let mut delivered_rows = false;
     let mut counted = |piece: Piece| {
-        delivered = true;
+        delivered_rows |= matches!(piece, Piece::Rows { .. });
         each(piece)
     };
     let empty = match Format::of(path)? {
@@ -110,12 +129,19 @@ pub fn for_each_chunk(
             for_each_parquet_chunk(path, skip, chunk_rows, &mut counted)?;
             scan_parquet(path)?.limit(0).collect().ok()
         }
-        format => for_each_text_chunk(path, format, skip, chunk_rows, text_columns, &mut counted)?,
+        format => {
+            let reading = TextReading {
+                format,
+                text_columns,
+                unreadable,
+            };
+            for_each_text_chunk(path, &reading, skip, chunk_rows, &mut counted)?
+        }
     };
-    if !delivered && skip == 0 {
+    if !delivered_rows {
         if let Some(empty) = empty {
             each(Piece::Rows {
-                first_row: 0,
+                first_row: skip,
                 table: empty,
             })?;
         }
@@ -123,17 +149,24 @@ pub fn for_each_chunk(
     Ok(())
 }
 
+/// How a CSV or NDJSON file is read.
+struct TextReading<'a> {
+    format: Format,
+    text_columns: &'a TextColumns,
+    unreadable: Unreadable,
+}
+
 /// CSV and NDJSON: records are read as bytes and each chunk is parsed on its own, with the column
 /// types inferred once from the first rows (so every chunk has the same schema; CSV
 /// `text_columns` are text). Returns the table's empty frame (its columns, no rows).
 fn for_each_text_chunk(
     path: &Path,
-    format: Format,
+    reading: &TextReading,
     skip: usize,
     chunk_rows: usize,
-    text_columns: &[String],
     mut each: impl FnMut(Piece) -> Result<()>,
 ) -> Result<Option<DataFrame>> {
+    let format = reading.format;
     let mut records = RecordReader::open(path)?;
     let mut sample = Vec::new();
     let mut sample_ends = Vec::new();
@@ -153,8 +186,12 @@ fn for_each_text_chunk(
     drop(sample);
     let mut schema = (**inferred.schema()).clone();
     if format == Format::Csv {
-        for name in text_columns {
-            if schema.contains(name) {
+        let names: Vec<String> = match reading.text_columns {
+            TextColumns::Named(names) => names.clone(),
+            TextColumns::All => schema.iter_names().map(|n| n.to_string()).collect(),
+        };
+        for name in names {
+            if schema.contains(&name) {
                 schema.with_column(name.as_str().into(), DataType::String);
             }
         }
@@ -192,6 +229,14 @@ fn for_each_text_chunk(
         )?;
         body.clear();
         ends.clear();
+        if reading.unreadable == Unreadable::Fail {
+            if let Some(Piece::Unreadable { row, reason }) = pieces
+                .iter()
+                .find(|piece| matches!(piece, Piece::Unreadable { .. }))
+            {
+                return Err(unreadable_error(path, *row, reason));
+            }
+        }
         for piece in pieces {
             each(piece)?;
         }
@@ -742,6 +787,10 @@ pub struct Checkpoint {
     pub flagged_rows: Vec<usize>,
 }
 
+/// How input records are counted and typed (blank CSV lines skipped, text columns as written):
+/// part of a run's identity, so a checkpoint written under other rules is not resumed.
+const READER_VERSION: &str = "reader-2";
+
 /// Rejects kept in the checkpoint for the summary.
 const REJECTS_SHOWN: usize = 10;
 
@@ -772,8 +821,8 @@ pub struct JobSettings<'a> {
     pub resume: bool,
     /// Rows per chunk.
     pub chunk_rows: usize,
-    /// Columns read as text, exactly as written (ids, text): see [`for_each_chunk`].
-    pub text_columns: Vec<String>,
+    /// CSV columns read as text, exactly as written (ids, text).
+    pub text_columns: TextColumns,
 }
 
 /// The result of a complete job: its final checkpoint (counters, rejects) and the input's size.
@@ -801,7 +850,10 @@ pub fn run_job(
     let identity = RunIdentity::of(
         input,
         output,
-        &format!("{rejects_path:?} {}", settings.fingerprint_extra),
+        &format!(
+            "{READER_VERSION} {rejects_path:?} {}",
+            settings.fingerprint_extra
+        ),
     );
     let saved = read_checkpoint(&checkpoint_path);
     let resumable = match &saved {
@@ -856,11 +908,17 @@ pub fn run_job(
 
     let mut progress = Progress::new(settings.label, total);
     progress.advance(checkpoint.rows_done);
+    // A job without a rejects file keeps its rows 1:1 with the input: it cannot skip one.
+    let unreadable = match rejects_path {
+        Some(_) => Unreadable::Deliver,
+        None => Unreadable::Fail,
+    };
     let read = for_each_chunk(
         input,
         checkpoint.rows_done,
         settings.chunk_rows,
         &settings.text_columns,
+        unreadable,
         |piece| {
             let rows = piece.rows();
             let mut result = match piece {
@@ -873,10 +931,6 @@ pub fn run_job(
                             first_row + rows
                         )
                     })?
-                }
-                // A job without a rejects file keeps its rows 1:1 with the input: it cannot skip one.
-                Piece::Unreadable { row, reason } if rejects.is_none() => {
-                    return Err(unreadable_error(input, row, &reason));
                 }
                 Piece::Unreadable { row, reason } => ChunkOutput {
                     table: DataFrame::empty(),

@@ -4,15 +4,14 @@
 use std::fs::File;
 use std::path::Path;
 
-use std::sync::Arc;
-
 use anyhow::{anyhow, bail, Context, Result};
 
 use polars::prelude::{
-    Column, CsvReadOptions, CsvWriter, DataFrame, DataType, Field, JsonFormat, JsonReader,
-    JsonWriter, ParquetReader, ParquetWriter, PolarsError, Schema, SchemaRef, SerReader, SerWriter,
-    StringChunked,
+    Column, CsvWriter, DataFrame, DataType, JsonFormat, JsonWriter, ParquetReader, ParquetWriter,
+    PolarsError, SerReader, SerWriter, StringChunked,
 };
+
+use crate::chunked::{for_each_chunk, Piece, TextColumns, Unreadable};
 
 /// A table file format, chosen by extension.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,49 +60,42 @@ impl Format {
     }
 }
 
-/// Reads a whole table. In CSV, `text_columns` (ids, labels, text) are read exactly as written,
-/// where type inference would turn `007` into 7 and `True` into true.
+/// Reads a whole table the way the chunked jobs read their input (blank CSV lines are no rows,
+/// a record that cannot be read is an error naming its row). In CSV, `text_columns` (ids,
+/// labels, text) are read exactly as written, where type inference would turn `007` into 7 and
+/// `True` into true.
 pub fn read_table(path: &Path, text_columns: &[&str]) -> Result<DataFrame> {
-    let format = Format::of(path)?;
-    let open = || File::open(path).with_context(|| format!("{}: cannot open", path.display()));
-    // Opened first for every format, so a missing file gets one plain message.
-    let file = open()?;
-    let read_csv = |overwrite: Option<SchemaRef>| {
-        CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(Some(10_000))
-            .with_schema_overwrite(overwrite)
-            .try_into_reader_with_file_path(Some(path.to_path_buf()))?
-            .finish()
-    };
-    let df = match format {
-        Format::Csv => read_csv(None).and_then(|df| {
-            let inferred: Vec<Field> = text_columns
-                .iter()
-                .filter(|name| {
-                    df.column(name)
-                        .is_ok_and(|column| column.dtype() != &DataType::String)
-                })
-                .map(|name| Field::new((*name).into(), DataType::String))
-                .collect();
-            if inferred.is_empty() {
-                Ok(df)
-            } else {
-                read_csv(Some(Arc::new(Schema::from_iter(inferred))))
+    if Format::of(path)? == Format::Parquet {
+        let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        return ParquetReader::new(file).finish().map_err(|error| {
+            anyhow!(
+                "{}: cannot read as Parquet: {}",
+                path.display(),
+                polars_reason(&error)
+            )
+        });
+    }
+    let text_columns = TextColumns::Named(text_columns.iter().map(|c| c.to_string()).collect());
+    let mut table: Option<DataFrame> = None;
+    for_each_chunk(
+        path,
+        0,
+        usize::MAX,
+        &text_columns,
+        Unreadable::Fail,
+        |piece| {
+            if let Piece::Rows { table: rows, .. } = piece {
+                match &mut table {
+                    Some(table) => {
+                        table.vstack_mut(&rows)?;
+                    }
+                    None => table = Some(rows),
+                }
             }
-        }),
-        Format::Parquet => ParquetReader::new(file).finish(),
-        Format::NdJson => JsonReader::new(file)
-            .with_json_format(JsonFormat::JsonLines)
-            .finish(),
-    };
-    df.map_err(|error| {
-        anyhow!(
-            "{}: cannot read as {format}: {}",
-            path.display(),
-            polars_reason(&error)
-        )
-    })
+            Ok(())
+        },
+    )?;
+    table.ok_or_else(|| anyhow!("{}: no table could be read", path.display()))
 }
 
 /// A polars error's own words, without the hints polars adds for its Python API

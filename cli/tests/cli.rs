@@ -1175,12 +1175,30 @@ fn a_malformed_record_is_rejected_with_its_row() {
         ],
         "data row 3: cannot read it as CSV",
     );
+    // Nothing of the failed run is left behind (regression: the rows before the bad record were
+    // embedded and checkpointed).
     let left: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.contains(".partial"))
+        .filter(|name| {
+            name.contains(".partial") || name.contains(".parts") || name.contains("checkpoint")
+        })
         .collect();
     assert!(left.is_empty(), "{left:?}");
+
+    // Regression: when no record could be read, the output had no columns at all.
+    let only_bad = dir.path().join("only_bad.csv");
+    std::fs::write(&only_bad, "id,text\n1,\"We need a quote\",extra\n").unwrap();
+    let out = dir.path().join("only_bad_out.csv");
+    let run = augur(&[
+        "extract",
+        only_bad.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success());
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(written.starts_with("note_id,signal,"), "{written:?}");
 }
 
 /// Regression: notes of another split and gold signals the pack lacks were left out or counted
@@ -1407,6 +1425,42 @@ fn ids_are_read_as_written_and_blank_lines_are_no_rows() {
         &["explain", "0007", "--from", scores.to_str().unwrap()],
         "no account `0007` (3 accounts in the file)",
     );
+    // embed passes every column through as written.
+    let embedded = dir.path().join("embedded.ndjson");
+    let run = augur(&[
+        "embed",
+        notes.to_str().unwrap(),
+        "-o",
+        embedded.to_str().unwrap(),
+    ]);
+    assert!(run.status.success());
+    let embedded = std::fs::read_to_string(&embedded).unwrap();
+    assert!(
+        embedded.contains("\"id\":\"001\"") && embedded.contains("\"account_id\":\"0070\""),
+        "{}",
+        &embedded[..200.min(embedded.len())]
+    );
+    // An accounts table whose keys look numeric for the first 10,000 rows, then are not.
+    let accounts = dir.path().join("accounts.csv");
+    let mut table = String::from("account_id,seats\n");
+    for i in 0..10_000 {
+        table.push_str(&format!("{},1\n", 100_000 + i));
+    }
+    table.push_str("007,5\nA1,2\n");
+    std::fs::write(&accounts, table).unwrap();
+    let run = augur(&[
+        "score",
+        notes.to_str().unwrap(),
+        "--accounts",
+        accounts.to_str().unwrap(),
+        "-o",
+        scores.to_str().unwrap(),
+    ]);
+    assert!(run.status.success());
+    let table = std::fs::read_to_string(&scores).unwrap();
+    for account in ["\n007,", "\nA1,", "\n0070,"] {
+        assert!(table.contains(account), "{account} is missing");
+    }
 }
 
 /// Regression: `churn|churn` counted twice and made the whole fit multi-label; trailing blank
@@ -1420,7 +1474,7 @@ fn fit_and_eval_read_examples_as_a_user_writes_them() {
     let fixture = std::fs::read_to_string(repo().join("fixtures/fewshot/examples_en.csv")).unwrap();
     std::fs::write(
         &examples,
-        format!("{fixture}They will cancel for sure,churn|churn\n\n\n"),
+        format!("{fixture}They will cancel for sure,churn|churn\n,\n\n\n"),
     )
     .unwrap();
     let out = dir.path().join("adapter");
@@ -1439,7 +1493,8 @@ fn fit_and_eval_read_examples_as_a_user_writes_them() {
     assert!(run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("labels: buying 8, churn 9"), "{stderr}");
-    assert!(stderr.contains("2 blank rows"), "{stderr}");
+    // Blank lines are no rows; a row of empty cells is skipped and counted.
+    assert!(stderr.contains("1 blank row (no text"), "{stderr}");
     let labels: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("labels.json")).unwrap()).unwrap();
     assert_eq!(labels["multi_label"], false);

@@ -9,7 +9,7 @@ use polars::prelude::{
     Column, DataType, IntoColumn, IntoSeries, ListChunked, NamedFrom, PlSmallStr, Series,
 };
 
-use crate::chunked::{run_job, ChunkOutput, JobSettings};
+use crate::chunked::{run_job, ChunkOutput, JobSettings, TextColumns};
 use crate::commands::ModelArgs;
 use crate::table::{refuse_overwriting_inputs, string_column, Format};
 
@@ -113,7 +113,8 @@ pub fn run(args: EmbedArgs) -> Result<()> {
         ),
         resume: args.resume,
         chunk_rows: args.chunk_size.max(1),
-        text_columns: vec![args.text_column.clone()],
+        // Every column passes through: CSV cells stay as written (`007` is not 7).
+        text_columns: TextColumns::All,
     };
     let summary = run_job(
         &args.input,

@@ -7,7 +7,7 @@ use augur_signals::{Note, NoteSignals, SignalExtractor};
 use chrono::NaiveDate;
 use polars::prelude::{Column, DataFrame, DataType, NamedFrom, Series};
 
-use crate::chunked::{run_job, ChunkOutput, JobSettings, JobSummary};
+use crate::chunked::{run_job, ChunkOutput, JobSettings, JobSummary, TextColumns};
 use crate::commands::signals::{build_extractor, resume_settings, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, ColumnArgs, NotesTable};
@@ -176,7 +176,7 @@ fn run_table(
         fingerprint_extra: options.settings.clone(),
         resume: options.resume,
         chunk_rows: options.chunk_size.max(1),
-        text_columns: columns.text_columns(),
+        text_columns: TextColumns::Named(columns.text_columns()),
     };
     let summary = run_job(
         input,

@@ -194,8 +194,9 @@ fn read_examples(path: &Path, columns: &ExampleColumns) -> Result<Vec<LabelledTe
     }
     if blank_rows > 0 {
         eprintln!(
-            "{}: {blank_rows} blank rows (no text and no label) skipped",
-            path.display()
+            "{}: {blank_rows} blank row{} (no text and no label) skipped",
+            path.display(),
+            if blank_rows == 1 { "" } else { "s" }
         );
     }
     Ok(out)
@@ -355,7 +356,11 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
         seed: args.seed,
         ..recipe
     };
-    warn_truncated(&base, &examples, config.max_tokens)?;
+    warn_truncated(
+        &base,
+        &[examples.as_slice(), &holdout].concat(),
+        config.max_tokens,
+    )?;
     let adapted = config.layers_to_transform.as_ref().map_or(layers, Vec::len);
     eprintln!(
         "fit: {} training examples, {} held out; {:?}, LoRA r={} on {} of the top {adapted} \

@@ -13,7 +13,10 @@ use chrono::NaiveDate;
 use clap::ValueEnum;
 use polars::prelude::{Column, DataFrame, DataType};
 
-use crate::chunked::{for_each_chunk, run_job, unreadable_error, ChunkOutput, JobSettings, Piece};
+use crate::chunked::{
+    for_each_chunk, run_job, unreadable_error, ChunkOutput, JobSettings, Piece, TextColumns,
+    Unreadable,
+};
 use crate::commands::signals::{build_extractor, load_pack, resume_settings, PackArgs};
 use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, ColumnArgs, Reject};
@@ -339,7 +342,7 @@ fn load_accounts(
         ),
         resume: args.resume,
         chunk_rows: args.chunk_size.max(1),
-        text_columns: args.columns.text_columns(),
+        text_columns: TextColumns::Named(args.columns.text_columns()),
     };
     let summary = run_job(
         &args.notes,
@@ -427,45 +430,53 @@ fn load_accounts(
 
     let mut by_account: BTreeMap<String, AccountTimeline> = BTreeMap::new();
     let mut latest: Option<NaiveDate> = None;
-    for_each_chunk(&signals_path, 0, NOTES_PER_CHUNK, &[], |piece| {
-        let df = match piece {
-            Piece::Rows { table, .. } => table,
-            Piece::Unreadable { row, reason } => {
-                return Err(unreadable_error(&signals_path, row, &reason));
-            }
-        };
-        let column = |name: &str| {
-            df.column(name).and_then(|c| c.str()).with_context(|| {
+    for_each_chunk(
+        &signals_path,
+        0,
+        NOTES_PER_CHUNK,
+        &TextColumns::Named(Vec::new()),
+        Unreadable::Fail,
+        |piece| {
+            let df = match piece {
+                Piece::Rows { table, .. } => table,
+                Piece::Unreadable { row, reason } => {
+                    return Err(unreadable_error(&signals_path, row, &reason));
+                }
+            };
+            let column = |name: &str| {
+                df.column(name).and_then(|c| c.str()).with_context(|| {
                 format!(
                     "{}: no text column `{name}`: not a signals file of this `augur score`; delete it and run again",
                     signals_path.display()
                 )
             })
-        };
-        let (accounts, dates, found) = (column("account_id")?, column("date")?, column("signals")?);
-        for ((account, date), found) in accounts.iter().zip(dates.iter()).zip(found.iter()) {
-            let (Some(account), Some(date), Some(found)) = (account, date, found) else {
-                bail!(
-                    "{}: a row lacks account, date or signals",
-                    signals_path.display()
-                );
             };
-            let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
-                .with_context(|| format!("{}: date `{date}`", signals_path.display()))?;
-            let signals: NoteSignals = serde_json::from_str(found)
-                .with_context(|| format!("{}: signals of a note", signals_path.display()))?;
-            latest = latest.max(Some(date));
-            by_account
-                .entry(account.to_string())
-                .or_insert_with(|| AccountTimeline {
-                    account_id: account.to_string(),
-                    ..Default::default()
-                })
-                .interactions
-                .push(Interaction { date, signals });
-        }
-        Ok(())
-    })?;
+            let (accounts, dates, found) =
+                (column("account_id")?, column("date")?, column("signals")?);
+            for ((account, date), found) in accounts.iter().zip(dates.iter()).zip(found.iter()) {
+                let (Some(account), Some(date), Some(found)) = (account, date, found) else {
+                    bail!(
+                        "{}: a row lacks account, date or signals",
+                        signals_path.display()
+                    );
+                };
+                let date = NaiveDate::parse_from_str(date, "%Y-%m-%d")
+                    .with_context(|| format!("{}: date `{date}`", signals_path.display()))?;
+                let signals: NoteSignals = serde_json::from_str(found)
+                    .with_context(|| format!("{}: signals of a note", signals_path.display()))?;
+                latest = latest.max(Some(date));
+                by_account
+                    .entry(account.to_string())
+                    .or_insert_with(|| AccountTimeline {
+                        account_id: account.to_string(),
+                        ..Default::default()
+                    })
+                    .interactions
+                    .push(Interaction { date, signals });
+            }
+            Ok(())
+        },
+    )?;
     let as_of = args
         .as_of
         .or(latest)

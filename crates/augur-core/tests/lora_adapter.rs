@@ -119,6 +119,7 @@ fn an_adapter_on_top_layers_shares_the_rest_and_matches_the_full_forward() {
     let texts = ["the budget was approved", "we are also talking to Rockwell"];
     let before = base.embed(&texts, InputKind::Passage).unwrap();
     let adapted = base.with_adapter(&adapter).unwrap();
+    assert_eq!(adapted.layers_shared_with(&base), vec![0, 1, 2, 3]);
     let fast = adapted.embed(&texts, InputKind::Passage).unwrap();
     assert_eq!(base.embed(&texts, InputKind::Passage).unwrap(), before);
     assert!(
@@ -183,6 +184,10 @@ fn peft_adapter_applies_to_its_model_in_the_hugging_face_cache() {
     let adapter =
         LoraAdapter::load(&reference_dir().join("peft_minilm_lora"), &Device::Cpu).unwrap();
     let adapted = cached.with_adapter(&adapter).unwrap();
+    // Adapters fitted before repo ids were recorded name the snapshot folder.
+    let mut older = adapter.clone();
+    older.config.base_model_name_or_path = Some(snapshot.display().to_string());
+    cached.with_adapter(&older).unwrap();
     let text = ["the adapter loads from the cache"];
     let from_cache = adapted.embed(&text, InputKind::Passage).unwrap();
     let from_dir = minilm_raw()

@@ -275,6 +275,10 @@ impl LoraAdapter {
         let Some(base) = &self.config.base_model_name_or_path else {
             return Ok(());
         };
+        // Adapters fitted before ids were recorded name the model's folder, which in the Hugging
+        // Face cache is a snapshot hash: its repo id is in the path.
+        let base = &crate::model::repo_id_in_cache_path(std::path::Path::new(base))
+            .unwrap_or_else(|| base.clone());
         let last = |s: &str| {
             s.trim_end_matches('/')
                 .rsplit('/')

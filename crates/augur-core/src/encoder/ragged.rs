@@ -229,6 +229,17 @@ impl RaggedEncoder {
         Ok(adapted)
     }
 
+    /// Indices of the layers held in the same memory as `other`'s.
+    pub fn shared_layers(&self, other: &RaggedEncoder) -> Vec<usize> {
+        self.layers
+            .iter()
+            .zip(&other.layers)
+            .enumerate()
+            .filter(|(_, (mine, theirs))| Arc::ptr_eq(mine, theirs))
+            .map(|(index, _)| index)
+            .collect()
+    }
+
     /// True when the dense layers run in int8 ([`RaggedEncoder::quantized`]).
     fn is_quantized(&self) -> bool {
         self.layers

@@ -61,12 +61,7 @@ impl ModelFiles {
     /// directory inside the Hugging Face cache layout `models--ORG--NAME/snapshots/…`), else the
     /// directory's name. This is what adapters record as `base_model_name_or_path`.
     pub fn model_id(&self) -> String {
-        let cached = self.dir.ancestors().find_map(|dir| {
-            let name = dir.file_name()?.to_str()?;
-            let repo = name.strip_prefix("models--")?;
-            Some(repo.replacen("--", "/", 1))
-        });
-        if let Some(repo) = cached {
+        if let Some(repo) = repo_id_in_cache_path(&self.dir) {
             return repo;
         }
         match self.origin {
@@ -80,6 +75,16 @@ impl ModelFiles {
             _ => repo_id_for(&self.name),
         }
     }
+}
+
+/// The repo id of a path inside the Hugging Face cache layout (`…/models--ORG--NAME/snapshots/…`
+/// is `ORG/NAME`), if it is one.
+pub fn repo_id_in_cache_path(path: &Path) -> Option<String> {
+    path.ancestors().find_map(|dir| {
+        let name = dir.file_name()?.to_str()?;
+        let repo = name.strip_prefix("models--")?;
+        Some(repo.replacen("--", "/", 1))
+    })
 }
 
 /// Resolves model names to files. Build with [`ModelLocator::from_env`] and the `with_*` methods.
