@@ -881,8 +881,10 @@ pub fn run_job(
         saved => {
             match saved {
                 Some(_) if !settings.resume => eprintln!("note: an interrupted run of this output was found; starting over (pass --resume to continue it)"),
-                Some(c) if c.identity != identity => eprintln!(
-                    "note: since the interrupted run, {}; starting over",
+                // Asked to resume, a run with other settings is refused, not wiped: the
+                // progress stays for a resume with the original settings.
+                Some(c) if c.identity != identity => bail!(
+                    "cannot resume: since the interrupted run, {}. Resume with the same input, output and settings (chunk size included), or run without --resume to start over",
                     c.identity.changes_to(&identity).join(", ")
                 ),
                 Some(_) => eprintln!("note: the interrupted run's partial output is missing or shorter than its checkpoint; starting over"),
@@ -907,7 +909,7 @@ pub fn run_job(
     };
 
     let mut progress = Progress::new(settings.label, total);
-    progress.advance(checkpoint.rows_done);
+    progress.resume_from(checkpoint.rows_done);
     // A job without a rejects file keeps its rows 1:1 with the input: it cannot skip one.
     let unreadable = match rejects_path {
         Some(_) => Unreadable::Deliver,
@@ -1106,6 +1108,53 @@ mod tests {
                 "the output path changed"
             ]
         );
+    }
+
+    /// Regression: `--resume` with other settings (a chunk size, say) deleted the checkpoint and
+    /// started over; the progress is now kept and the resume refused, saying what changed.
+    #[test]
+    fn a_resume_with_other_settings_is_refused_and_keeps_the_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("notes.csv");
+        std::fs::write(&input, "id,text\n1,a\n2,b\n3,c\n").unwrap();
+        let out = dir.path().join("out.csv");
+        let settings = |resume, extra: &str| JobSettings {
+            label: "test",
+            fingerprint_extra: extra.to_string(),
+            resume,
+            chunk_rows: 1,
+            text_columns: TextColumns::All,
+        };
+        // The first run stops after its first chunk was checkpointed.
+        let mut chunks = 0;
+        let failed = run_job(&input, &out, None, &settings(false, "a"), |_, df| {
+            chunks += 1;
+            if chunks == 2 {
+                bail!("killed");
+            }
+            Ok(ChunkOutput {
+                table: df.clone(),
+                rejects: Vec::new(),
+                processed: df.height(),
+                counters: Vec::new(),
+                flagged_rows: Vec::new(),
+            })
+        });
+        assert!(failed.is_err());
+        let checkpoint = dir.path().join("out.csv.checkpoint.json");
+        assert!(checkpoint.is_file());
+        let refused = run_job(&input, &out, None, &settings(true, "b"), |_, _| {
+            unreachable!("nothing runs")
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            refused.contains("cannot resume: since the interrupted run, the settings changed"),
+            "{refused}"
+        );
+        assert!(checkpoint.is_file(), "the progress is kept");
+        assert_eq!(read_checkpoint(&checkpoint).unwrap().rows_done, 1);
     }
 
     fn records(csv: &str) -> Vec<String> {

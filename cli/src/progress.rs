@@ -8,6 +8,8 @@ pub struct Progress {
     label: String,
     total: usize,
     done: usize,
+    /// Rows done before this run (a resume): not part of the rate.
+    done_before: usize,
     started: Instant,
     last_print: Instant,
     terminal: bool,
@@ -21,10 +23,17 @@ impl Progress {
             label: label.to_string(),
             total,
             done: 0,
+            done_before: 0,
             started: now,
             last_print: now,
             terminal: std::io::stderr().is_terminal(),
         }
+    }
+
+    /// Counts `n` rows as done by an earlier run (a resume): shown, but not part of the rate.
+    pub fn resume_from(&mut self, n: usize) {
+        self.done += n;
+        self.done_before += n;
     }
 
     /// Records `n` more rows done and prints if it is time to.
@@ -43,7 +52,7 @@ impl Progress {
 
     fn print(&self) {
         let secs = self.started.elapsed().as_secs_f64().max(1e-9);
-        let rate = self.done as f64 / secs;
+        let rate = (self.done - self.done_before) as f64 / secs;
         let eta = if rate > 0.0 {
             (self.total - self.done) as f64 / rate
         } else {

@@ -888,6 +888,19 @@ fn rules_that_can_never_fire_are_refused_with_the_rule() {
             "score = \"churn_risk\", band = \"hgh\"",
             "band `hgh` is not one of high, medium, low",
         ),
+        // Regression: these were accepted and then ignored, or could never fire.
+        (
+            "signal = \"competitor_evaluation\", band = \"high\"",
+            "`band`, `above` and `rises_by` apply to `score` rules",
+        ),
+        (
+            "score = \"churn_risk\", above = 150",
+            "above = 150 can never fire",
+        ),
+        (
+            "score = \"churn_risk\", rises_by = -5",
+            "rises_by = -5; give a rise between 0 and 100",
+        ),
     ] {
         let rules = dir.path().join("rules.toml");
         std::fs::write(
@@ -914,6 +927,34 @@ fn rules_that_can_never_fire_are_refused_with_the_rule() {
         assert!(
             !stderr.contains("model:"),
             "checked before extraction: {stderr}"
+        );
+    }
+    // Regression: a repeated rule id lost the second rule's events; a negative dedupe window
+    // appended duplicates.
+    for (text, expected) in [
+        (
+            "[[rule]]\nid = \"a\"\nwhen = { signal = \"budget_approved\" }\naction = \"x\"\nteam = \"t\"\n[[rule]]\nid = \"a\"\nwhen = { signal = \"pricing_request\" }\naction = \"y\"\nteam = \"t\"\n",
+            "rule id `a` is used twice",
+        ),
+        (
+            "[settings]\ndedupe_days = -5\n[[rule]]\nid = \"a\"\nwhen = { signal = \"budget_approved\" }\naction = \"x\"\nteam = \"t\"\n",
+            "dedupe_days = -5; give 0",
+        ),
+    ] {
+        let rules = dir.path().join("rules.toml");
+        std::fs::write(&rules, text).unwrap();
+        refused(
+            &[
+                "score",
+                notes.to_str().unwrap(),
+                "-o",
+                dir.path().join("scores.ndjson").to_str().unwrap(),
+                "--rules",
+                rules.to_str().unwrap(),
+                "--events",
+                dir.path().join("events.ndjson").to_str().unwrap(),
+            ],
+            expected,
         );
     }
 }
@@ -1458,9 +1499,15 @@ fn ids_are_read_as_written_and_blank_lines_are_no_rows() {
     ]);
     assert!(run.status.success());
     let table = std::fs::read_to_string(&scores).unwrap();
-    for account in ["\n007,", "\nA1,", "\n0070,"] {
+    for account in ["\n007,", "\n0070,"] {
         assert!(table.contains(account), "{account} is missing");
     }
+    // `007` joined its notes; the other rows (A1 among them) have none and are not scored.
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("10001 of the 10002 accounts in"),
+        "{stderr}"
+    );
 }
 
 /// Regression: `churn|churn` counted twice and made the whole fit multi-label; trailing blank
@@ -1530,4 +1577,122 @@ fn fit_and_eval_read_examples_as_a_user_writes_them() {
         ],
         "is a folder; expected a table file",
     );
+}
+
+/// Regression: `score` scored accounts-table rows that match no note (churn 99 "high" on "no
+/// contact for a year"), counted a note twice when its id repeated, left notes after --as-of in
+/// the note counts and rules (and scored accounts whose first note came later), and read an
+/// unreadable previous score as 0.
+#[test]
+fn score_scores_only_what_the_notes_support() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample_text = std::fs::read_to_string(sample()).unwrap();
+    let body = sample_text.split_once('\n').unwrap().1;
+    let doubled = dir.path().join("doubled.csv");
+    std::fs::write(&doubled, format!("{sample_text}{body}")).unwrap();
+    let accounts = dir.path().join("accounts.csv");
+    std::fs::write(&accounts, "account_id,seats\nACC-1001,10\nacc-1002,5\n").unwrap();
+    let scores = dir.path().join("scores.ndjson");
+    let run = augur(&[
+        "score",
+        doubled.to_str().unwrap(),
+        "--accounts",
+        accounts.to_str().unwrap(),
+        "--as-of",
+        "2026-11-10",
+        "-o",
+        scores.to_str().unwrap(),
+    ]);
+    assert!(run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("notes repeat an earlier note's id and are counted once"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 of the 2 accounts in") && stderr.contains("(e.g. `acc-1002`"),
+        "{stderr}"
+    );
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&scores)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let notes: Vec<(String, f64)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["account_id"].as_str().unwrap().to_string(),
+                r["notes"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    // On or before 2026-11-10: N-001 and N-002 of ACC-1001, N-003 of ACC-1002; each once.
+    assert_eq!(
+        notes,
+        vec![("ACC-1001".to_string(), 2.0), ("ACC-1002".to_string(), 1.0)]
+    );
+
+    let previous = dir.path().join("previous.csv");
+    std::fs::write(
+        &previous,
+        "account_id,churn_risk,churn_risk_factors\nACC-1001,n/a,[]\n",
+    )
+    .unwrap();
+    refused(
+        &[
+            "score",
+            &sample(),
+            "-o",
+            scores.to_str().unwrap(),
+            "--previous",
+            previous.to_str().unwrap(),
+        ],
+        "row 1 (account ACC-1001): `churn_risk` is `n/a`; expected a number",
+    );
+}
+
+/// Regression: `score` found an unknown output format, a damaged events file, or `--events`
+/// naming its own output only after extracting every note.
+#[test]
+fn score_checks_its_outputs_before_extracting() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        "[[rule]]\nid = \"a\"\nwhen = { signal = \"budget_approved\" }\naction = \"x\"\nteam = \"t\"\n",
+    )
+    .unwrap();
+    let damaged = dir.path().join("events.ndjson");
+    std::fs::write(&damaged, "not json\n").unwrap();
+    let scores = dir.path().join("scores.ndjson");
+    let (scores, rules, damaged) = (
+        scores.to_str().unwrap(),
+        rules.to_str().unwrap(),
+        damaged.to_str().unwrap(),
+    );
+    let text_output = dir.path().join("scores.txt");
+    for (args, expected) in [
+        (
+            vec!["-o", text_output.to_str().unwrap()],
+            "cannot tell the table format from extension `.txt`",
+        ),
+        (
+            vec!["-o", scores, "--rules", rules, "--events", damaged],
+            "existing events are not valid NDJSON",
+        ),
+        (
+            vec!["-o", scores, "--rules", rules, "--events", scores],
+            "is also the scores (-o)",
+        ),
+    ] {
+        let sample = sample();
+        let mut all = vec!["score", sample.as_str()];
+        all.extend(args);
+        let stderr = refused(&all, expected);
+        assert!(
+            !stderr.contains("model:"),
+            "checked before extraction: {stderr}"
+        );
+    }
 }

@@ -22,7 +22,7 @@ use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, ColumnArgs, Reject};
 use crate::table::{
     column_names, ensure_parent, missing_column, optional_strings, read_table,
-    refuse_overwriting_inputs, required_strings, write_table,
+    refuse_overwriting_inputs, required_strings, write_table, Format,
 };
 
 /// Account-table columns that are outcomes, never features.
@@ -430,6 +430,8 @@ fn load_accounts(
 
     let mut by_account: BTreeMap<String, AccountTimeline> = BTreeMap::new();
     let mut latest: Option<NaiveDate> = None;
+    let mut seen_notes = std::collections::HashSet::new();
+    let mut repeated = Vec::new();
     for_each_chunk(
         &signals_path,
         0,
@@ -464,6 +466,11 @@ fn load_accounts(
                     .with_context(|| format!("{}: date `{date}`", signals_path.display()))?;
                 let signals: NoteSignals = serde_json::from_str(found)
                     .with_context(|| format!("{}: signals of a note", signals_path.display()))?;
+                // A note id seen before (the same note exported twice) counts once.
+                if !seen_notes.insert(signals.note_id.clone()) {
+                    repeated.push(signals.note_id);
+                    continue;
+                }
                 latest = latest.max(Some(date));
                 by_account
                     .entry(account.to_string())
@@ -477,30 +484,67 @@ fn load_accounts(
             Ok(())
         },
     )?;
+    if let Some(first) = repeated.first() {
+        eprintln!(
+            "warning: {} notes repeat an earlier note's id and are counted once (e.g. `{first}`)",
+            repeated.len()
+        );
+    }
     let as_of = args
         .as_of
         .or(latest)
         .context("no usable notes: nothing to score")?;
-    let later = by_account
-        .values()
-        .flat_map(|t| &t.interactions)
-        .filter(|i| i.date > as_of)
-        .count();
+    // Notes after --as-of are left out everywhere: features, note counts, rules.
+    let mut later = 0;
+    for timeline in by_account.values_mut() {
+        let before = timeline.interactions.len();
+        timeline.interactions.retain(|i| i.date <= as_of);
+        later += before - timeline.interactions.len();
+    }
     if later > 0 {
+        let unborn = by_account
+            .values()
+            .filter(|t| t.interactions.is_empty())
+            .count();
         eprintln!(
-            "note: {later} notes are dated after --as-of {as_of} and are left out of the scores"
+            "note: {later} notes are dated after --as-of {as_of} and are left out of the scores{}",
+            if unborn > 0 {
+                format!(" ({unborn} accounts have no earlier note and are not scored)")
+            } else {
+                String::new()
+            }
         );
     }
+    by_account.retain(|_, t| !t.interactions.is_empty());
+    if by_account.is_empty() {
+        bail!("no notes on or before --as-of {as_of}: nothing to score");
+    }
 
+    // Only accounts with notes are scored: a row of the accounts table whose id matches no note
+    // would score on "no contact for a year" alone.
+    let listed: std::collections::BTreeSet<&String> = table
+        .numeric
+        .keys()
+        .chain(table.labels.keys())
+        .chain(table.passthrough.keys())
+        .collect();
+    let without_notes: Vec<&&String> = listed
+        .iter()
+        .filter(|id| !by_account.contains_key(id.as_str()))
+        .collect();
+    if let (Some(first), Some(path)) = (without_notes.first(), &args.accounts) {
+        eprintln!(
+            "note: {} of the {} accounts in {} have no notes{} and are not scored (e.g. `{first}`; ids must match exactly)",
+            without_notes.len(),
+            listed.len(),
+            path.display(),
+            if args.as_of.is_some() { " on or before --as-of" } else { "" }
+        );
+    }
     for (id, columns) in table.numeric {
-        by_account
-            .entry(id.clone())
-            .or_insert_with(|| AccountTimeline {
-                account_id: id,
-                ..Default::default()
-            })
-            .numeric
-            .extend(columns);
+        if let Some(timeline) = by_account.get_mut(&id) {
+            timeline.numeric.extend(columns);
+        }
     }
     Ok(Accounts {
         timelines: by_account.into_values().collect(),
@@ -524,23 +568,35 @@ fn read_previous(path: &Path) -> Result<Previous> {
         ) else {
             continue;
         };
-        for ((id, score), factors) in ids.iter().zip(scores).zip(factors) {
+        for (row, ((id, score), factors)) in ids.iter().zip(scores).zip(factors).enumerate() {
             let (Some(id), Some(score)) = (id, score) else {
                 continue;
             };
+            let at = || format!("{}: row {} (account {id})", path.display(), row + 1);
             let parsed: Vec<augur_score::Factor> = factors
                 .as_deref()
                 .map(serde_json::from_str)
-                .transpose()?
+                .transpose()
+                .with_context(|| {
+                    format!(
+                        "{}: column `{name}_factors` is not the JSON `augur score` writes",
+                        at()
+                    )
+                })?
                 .unwrap_or_default();
             let contributions = parsed
                 .into_iter()
                 .map(|f| (f.feature, f.contribution))
                 .collect();
-            out.entry(id.clone()).or_default().insert(
-                name.to_string(),
-                (score.parse().unwrap_or(0.0), contributions),
-            );
+            let score: f64 = score.trim().parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "{}: `{name}` is `{score}`; expected a number (a score of `augur score`)",
+                    at()
+                )
+            })?;
+            out.entry(id.clone())
+                .or_default()
+                .insert(name.to_string(), (score, contributions));
         }
     }
     Ok(out)
@@ -618,7 +674,46 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
             .chain(args.previous.as_deref())
             .collect();
         refuse_overwriting_inputs(&inputs, &[("--events", events)])?;
+        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let output = &args.output;
+        for (what, path) in [
+            ("the scores (-o)", output.clone()),
+            ("the signals file", output.with_extension("signals.ndjson")),
+            (
+                "the rejects file",
+                args.input
+                    .rejects
+                    .clone()
+                    .unwrap_or_else(|| output.with_extension("rejects.csv")),
+            ),
+        ] {
+            if absolute(events) == absolute(&path) {
+                bail!(
+                    "--events {} is also {what}; choose another path",
+                    events.display()
+                );
+            }
+        }
     }
+    // The output's format and the earlier events are checked now, not after the extraction.
+    Format::of(&args.output)?;
+    let earlier: Vec<Event> = match &args.events {
+        Some(events_path) => match std::fs::read_to_string(events_path) {
+            Ok(text) => text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<Result<_, _>>()
+                .with_context(|| {
+                    format!(
+                        "{}: existing events are not valid NDJSON",
+                        events_path.display()
+                    )
+                })?,
+            Err(_) => Vec::new(),
+        },
+        None => Vec::new(),
+    };
     let previous = args
         .previous
         .as_deref()
@@ -722,20 +817,6 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
     }
 
     if let (Some(rules), Some(events_path)) = (&rules, &args.events) {
-        let earlier: Vec<Event> = match std::fs::read_to_string(events_path) {
-            Ok(text) => text
-                .lines()
-                .filter(|l| !l.trim().is_empty())
-                .map(serde_json::from_str)
-                .collect::<Result<_, _>>()
-                .with_context(|| {
-                    format!(
-                        "{}: existing events are not valid NDJSON",
-                        events_path.display()
-                    )
-                })?,
-            Err(_) => Vec::new(),
-        };
         let mut facts: Vec<Fact> = Vec::new();
         for timeline in &accounts.timelines {
             for interaction in &timeline.interactions {

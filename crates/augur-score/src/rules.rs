@@ -152,7 +152,41 @@ impl Rules {
             message,
         };
         let raw: RulesFile = toml::from_str(&text).map_err(|e| file_error(e.to_string()))?;
+        let mut ids = std::collections::BTreeSet::new();
         for r in &raw.rules {
+            // Events are de-duplicated by rule id: a second rule with the same id would lose its.
+            if !ids.insert(r.id.as_str()) {
+                return Err(file_error(format!(
+                    "rule id `{}` is used twice; every rule needs its own id",
+                    r.id
+                )));
+            }
+            if r.when.signal.is_some()
+                && (r.when.band.is_some() || r.when.above.is_some() || r.when.rises_by.is_some())
+            {
+                return Err(file_error(format!(
+                    "rule `{}`: `band`, `above` and `rises_by` apply to `score` rules; a `signal` rule fires on the signal (and its `attribute`s)",
+                    r.id
+                )));
+            }
+            if r.when.score.is_some() && !r.when.attribute.is_empty() {
+                return Err(file_error(format!(
+                    "rule `{}`: `attribute` applies to `signal` rules",
+                    r.id
+                )));
+            }
+            if let Some(above) = r.when.above.filter(|a| !(0.0..=100.0).contains(a)) {
+                return Err(file_error(format!(
+                    "rule `{}`: above = {above} can never fire; scores run from 0 to 100",
+                    r.id
+                )));
+            }
+            if let Some(rise) = r.when.rises_by.filter(|d| !(*d > 0.0 && *d <= 100.0)) {
+                return Err(file_error(format!(
+                    "rule `{}`: rises_by = {rise}; give a rise between 0 and 100 points",
+                    r.id
+                )));
+            }
             match (&r.when.signal, &r.when.score) {
                 (Some(_), None) | (None, Some(_)) => {}
                 _ => {
@@ -190,9 +224,15 @@ impl Rules {
                 )));
             }
         }
+        let dedupe_days = raw.settings.map_or(default_dedupe(), |s| s.dedupe_days);
+        if dedupe_days < 0 {
+            return Err(file_error(format!(
+                "dedupe_days = {dedupe_days}; give 0 (no de-duplication) or more days"
+            )));
+        }
         Ok(Self {
             rules: raw.rules,
-            dedupe_days: raw.settings.map_or(default_dedupe(), |s| s.dedupe_days),
+            dedupe_days,
         })
     }
 
