@@ -752,8 +752,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
             let score = scorer.score(&features);
             let name = &scorer.name;
             let prev = previous.get(&timeline.account_id).and_then(|p| p.get(name));
-            numbers.entry(name.clone()).or_insert_with(|| vec![None; n])[i] =
-                Some((score.score * 10.0).round() / 10.0);
+            numbers.entry(name.clone()).or_insert_with(|| vec![None; n])[i] = Some(score.score);
             numbers
                 .entry(format!("{name}_log_odds"))
                 .or_insert_with(|| vec![None; n])[i] = Some(score.log_odds);
@@ -762,7 +761,8 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
                 .or_insert_with(|| vec![None; n])[i] = Some(score.bias);
             numbers
                 .entry(format!("{name}_delta"))
-                .or_insert_with(|| vec![None; n])[i] = prev.map(|p| score.score - p.0);
+                .or_insert_with(|| vec![None; n])[i] =
+                prev.map(|p| ((score.score - p.0) * 10.0).round() / 10.0);
             columns
                 .entry(format!("{name}_band"))
                 .or_insert_with(|| vec![None; n])[i] = Some(score.band.clone());

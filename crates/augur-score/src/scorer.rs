@@ -98,7 +98,7 @@ pub struct Factor {
 pub struct Score {
     /// Scorer name.
     pub name: String,
-    /// 0–100.
+    /// 0–100, to one decimal (the band is that of this value).
     pub score: f64,
     /// high / medium / low.
     pub band: String,
@@ -143,7 +143,8 @@ impl Scorer {
         }
         factors.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
         let log_odds = self.bias + factors.iter().map(|f| f.contribution).sum::<f64>();
-        let score = 100.0 / (1.0 + (-log_odds).exp());
+        // One decimal, as reported: the band (and any delta) follows the score a user sees.
+        let score = (1000.0 / (1.0 + (-log_odds).exp())).round() / 10.0;
         Score {
             name: self.name.clone(),
             score,

@@ -361,6 +361,27 @@ impl SignalPack {
                     ),
                 ));
             }
+            for (name, value) in [("name_zh", &s.name_zh), ("name_en", &s.name_en)] {
+                if value.trim().is_empty() {
+                    return Err(pack_error(
+                        Some(s.id.span()),
+                        &field(name),
+                        "is empty; explanations show it, so give the signal a name".into(),
+                    ));
+                }
+            }
+            // A text that is both an example and a hard negative teaches nothing but noise.
+            if let Some(both) = s
+                .negatives
+                .iter()
+                .find(|n| s.examples.get_ref().iter().any(|e| e.trim() == n.trim()))
+            {
+                return Err(pack_error(
+                    Some(s.examples.span()),
+                    &field("negatives"),
+                    format!("`{both}` is also one of the examples; a text can be only one of them"),
+                ));
+            }
             let mut attributes = Vec::new();
             for a in s.attributes {
                 let name = a.name.get_ref().clone();
@@ -506,6 +527,24 @@ mod tests {
             .to_string();
         assert!(
             err.starts_with("my.toml:11: signal[a].attribute[n].regex: invalid regex"),
+            "{err}"
+        );
+
+        // Regression: an empty name and an example repeated as a negative were accepted.
+        let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\n";
+        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("my.toml:4: signal[a].name_zh: is empty"),
+            "{err}"
+        );
+        let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\nnegatives = [\"y\"]\n";
+        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("signal[a].negatives: `y` is also one of the examples"),
             "{err}"
         );
 
