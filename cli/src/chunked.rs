@@ -1060,7 +1060,12 @@ impl RunIdentity {
                     meta.modified().ok().hash(h);
                 }
             }),
-            output: hash(&|h| output.hash(h)),
+            // `./out.csv` and `out.csv` are one output.
+            output: hash(&|h| {
+                std::path::absolute(output)
+                    .unwrap_or_else(|_| output.to_path_buf())
+                    .hash(h)
+            }),
             settings: hash(&|h| settings.hash(h)),
         }
     }
@@ -1075,7 +1080,7 @@ impl RunIdentity {
             changes.push("the output path changed");
         }
         if self.settings != now.settings {
-            changes.push("the settings changed (flags, columns, model, adapter or pack)");
+            changes.push("the settings changed (flags, columns, model, adapter or pack, or the augur version that wrote the checkpoint)");
         }
         changes
     }
@@ -1097,7 +1102,7 @@ mod tests {
         let flags = RunIdentity::of(&input, &out, "--threshold 0.6");
         assert_eq!(
             before.changes_to(&flags),
-            ["the settings changed (flags, columns, model, adapter or pack)"]
+            ["the settings changed (flags, columns, model, adapter or pack, or the augur version that wrote the checkpoint)"]
         );
         std::fs::write(&input, "id,text\n1,a\n2,b\n").unwrap();
         let both = RunIdentity::of(&input, &dir.path().join("other.csv"), "--threshold 0.7");

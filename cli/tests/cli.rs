@@ -1581,8 +1581,8 @@ fn fit_and_eval_read_examples_as_a_user_writes_them() {
 
 /// Regression: `score` scored accounts-table rows that match no note (churn 99 "high" on "no
 /// contact for a year"), counted a note twice when its id repeated, left notes after --as-of in
-/// the note counts and rules (and scored accounts whose first note came later), and read an
-/// unreadable previous score as 0.
+/// the note counts (and scored accounts whose first note came later), and read an unreadable
+/// previous score as 0.
 #[test]
 fn score_scores_only_what_the_notes_support() {
     let dir = tempfile::tempdir().unwrap();
@@ -1606,7 +1606,8 @@ fn score_scores_only_what_the_notes_support() {
     assert!(run.status.success());
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(
-        stderr.contains("notes repeat an earlier note's id and are counted once"),
+        stderr
+            .contains("notes repeat an earlier note's id in the same account and are counted once"),
         "{stderr}"
     );
     assert!(

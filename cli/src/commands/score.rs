@@ -22,7 +22,7 @@ use crate::commands::ModelArgs;
 use crate::notes::{notes_from_table, ColumnArgs, Reject};
 use crate::table::{
     column_names, ensure_parent, missing_column, optional_strings, read_table,
-    refuse_overwriting_inputs, required_strings, write_table, Format,
+    refuse_overwriting_inputs, required_strings, same_destination, write_table, Format,
 };
 
 /// Account-table columns that are outcomes, never features.
@@ -178,6 +178,8 @@ struct Accounts {
 /// through, each keyed by account id.
 #[derive(Default)]
 struct AccountTable {
+    /// Every account id in the table.
+    ids: std::collections::BTreeSet<String>,
     numeric: BTreeMap<String, BTreeMap<String, f64>>,
     passthrough: BTreeMap<String, BTreeMap<String, String>>,
     labels: BTreeMap<String, BTreeMap<String, f64>>,
@@ -219,6 +221,7 @@ fn read_accounts(
     let accounts = read_table(path, &[account_column])?;
     let ids = required_strings(&accounts, account_column, "--accounts-key")
         .with_context(|| format!("{}: the account id column to join on", path.display()))?;
+    table.ids = ids.iter().flatten().cloned().collect();
     if let Some(absent) = label_columns
         .iter()
         .find(|name| accounts.column(name).is_err())
@@ -466,8 +469,9 @@ fn load_accounts(
                     .with_context(|| format!("{}: date `{date}`", signals_path.display()))?;
                 let signals: NoteSignals = serde_json::from_str(found)
                     .with_context(|| format!("{}: signals of a note", signals_path.display()))?;
-                // A note id seen before (the same note exported twice) counts once.
-                if !seen_notes.insert(signals.note_id.clone()) {
+                // A note seen before in the same account (the same note exported twice) counts
+                // once; CRMs that number notes per account may reuse ids across accounts.
+                if !seen_notes.insert((account.to_string(), signals.note_id.clone())) {
                     repeated.push(signals.note_id);
                     continue;
                 }
@@ -486,7 +490,7 @@ fn load_accounts(
     )?;
     if let Some(first) = repeated.first() {
         eprintln!(
-            "warning: {} notes repeat an earlier note's id and are counted once (e.g. `{first}`)",
+            "warning: {} notes repeat an earlier note's id in the same account and are counted once (e.g. `{first}`)",
             repeated.len()
         );
     }
@@ -522,21 +526,16 @@ fn load_accounts(
 
     // Only accounts with notes are scored: a row of the accounts table whose id matches no note
     // would score on "no contact for a year" alone.
-    let listed: std::collections::BTreeSet<&String> = table
-        .numeric
-        .keys()
-        .chain(table.labels.keys())
-        .chain(table.passthrough.keys())
-        .collect();
-    let without_notes: Vec<&&String> = listed
+    let without_notes: Vec<&String> = table
+        .ids
         .iter()
         .filter(|id| !by_account.contains_key(id.as_str()))
         .collect();
     if let (Some(first), Some(path)) = (without_notes.first(), &args.accounts) {
         eprintln!(
-            "note: {} of the {} accounts in {} have no notes{} and are not scored (e.g. `{first}`; ids must match exactly)",
+            "note: {} of the {} accounts in {} have no notes{} and are left out (e.g. `{first}`; ids must match exactly)",
             without_notes.len(),
-            listed.len(),
+            table.ids.len(),
             path.display(),
             if args.as_of.is_some() { " on or before --as-of" } else { "" }
         );
@@ -674,7 +673,6 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
             .chain(args.previous.as_deref())
             .collect();
         refuse_overwriting_inputs(&inputs, &[("--events", events)])?;
-        let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
         let output = &args.output;
         for (what, path) in [
             ("the scores (-o)", output.clone()),
@@ -687,7 +685,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
                     .unwrap_or_else(|| output.with_extension("rejects.csv")),
             ),
         ] {
-            if absolute(events) == absolute(&path) {
+            if same_destination(events, &path) {
                 bail!(
                     "--events {} is also {what}; choose another path",
                     events.display()
@@ -912,7 +910,7 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
             .map(|t| t.account_id.as_str())
             .collect();
         bail!(
-            "{} accounts have a `{}` label, but none of them has notes: the ids do not match (accounts table: {}…; notes: {}…); check the id columns (--accounts-key, --account-column)",
+            "{} accounts have a `{}` label, but none of them has notes (on or before --as-of, if given): the ids may not match (accounts table: {}…; notes: {}…); check the id columns (--accounts-key, --account-column) and --as-of",
             labelled.len(),
             args.labels,
             labelled.iter().take(3).map(|s| s.as_str()).collect::<Vec<_>>().join(", "),

@@ -161,6 +161,15 @@ impl Rules {
                     r.id
                 )));
             }
+            match (&r.when.signal, &r.when.score) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => {
+                    return Err(file_error(format!(
+                        "rule `{}`: `when` needs exactly one of `signal` or `score`",
+                        r.id
+                    )))
+                }
+            }
             if r.when.signal.is_some()
                 && (r.when.band.is_some() || r.when.above.is_some() || r.when.rises_by.is_some())
             {
@@ -186,15 +195,6 @@ impl Rules {
                     "rule `{}`: rises_by = {rise}; give a rise between 0 and 100 points",
                     r.id
                 )));
-            }
-            match (&r.when.signal, &r.when.score) {
-                (Some(_), None) | (None, Some(_)) => {}
-                _ => {
-                    return Err(file_error(format!(
-                        "rule `{}`: `when` needs exactly one of `signal` or `score`",
-                        r.id
-                    )))
-                }
             }
             if let Some(score) = &r.when.score {
                 let known = [Target::ChurnRisk.name(), Target::LeadIntent.name()];
@@ -323,7 +323,8 @@ fn fire(rule: &Rule, fact: &Fact) -> Option<Event> {
             let above_ok = w.above.is_none_or(|a| *score >= a);
             let rise_ok = w
                 .rises_by
-                .is_none_or(|r| previous.is_some_and(|p| score - p >= r));
+                // The rise as reported (one decimal): 16.4 − 1.4 is 14.999… in floating point.
+                .is_none_or(|r| previous.is_some_and(|p| ((score - p) * 10.0).round() / 10.0 >= r));
             if !(band_ok && above_ok && rise_ok) {
                 return None;
             }
@@ -345,4 +346,33 @@ fn fire(rule: &Rule, fact: &Fact) -> Option<Event> {
         evidence,
         at,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a rise reported as 15.0 (1.4 → 16.4) did not fire `rises_by = 15`, because
+    /// 16.4 − 1.4 is 14.999… in floating point.
+    #[test]
+    fn a_rise_fires_as_it_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rules.toml");
+        std::fs::write(
+            &path,
+            "[[rule]]\nid = \"rise\"\nwhen = { score = \"churn_risk\", rises_by = 15 }\naction = \"call\"\nteam = \"csm\"\n",
+        )
+        .unwrap();
+        let rules = Rules::from_file(&path).unwrap();
+        let fact = |previous| Fact::Score {
+            account_id: "ACC-1",
+            name: "churn_risk",
+            score: 16.4,
+            band: "low",
+            previous: Some(previous),
+            as_of: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        };
+        assert_eq!(rules.events(&[fact(1.4)], &[]).len(), 1);
+        assert!(rules.events(&[fact(1.5)], &[]).is_empty());
+    }
 }
