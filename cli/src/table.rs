@@ -274,11 +274,8 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// before any model is loaded.
 pub fn refuse_overwriting_inputs(inputs: &[&Path], outputs: &[(&str, &Path)]) -> Result<()> {
     for input in inputs {
-        let Some(input_file) = resolved(input) else {
-            continue;
-        };
         for (flag, output) in outputs {
-            if resolved(output).as_ref() == Some(&input_file) || same_file(input, output) {
+            if same_destination(input, output) {
                 bail!(
                     "{flag} {} is the input file {}: writing there would destroy it; choose another path",
                     output.display(),
@@ -289,6 +286,7 @@ pub fn refuse_overwriting_inputs(inputs: &[&Path], outputs: &[(&str, &Path)]) ->
     }
     Ok(())
 }
+
 /// Creates the folder `path` will be written into, if missing.
 pub fn ensure_parent(path: &Path) -> Result<()> {
     match path.parent() {

@@ -1651,6 +1651,11 @@ fn score_scores_only_what_the_notes_support() {
         ],
         "row 1 (account ACC-1001): `churn_risk` is `n/a`; expected a number",
     );
+    // Regression: explain showed such a score as 0.
+    refused(
+        &["explain", "ACC-1001", "--from", previous.to_str().unwrap()],
+        "row 1 (account ACC-1001): `churn_risk` is `n/a`; expected a number",
+    );
 }
 
 /// Regression: `score` found an unknown output format, a damaged events file, or `--events`

@@ -248,6 +248,11 @@ fn check_fit_folder(out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A label as compared for "differs only in case or spacing".
+fn label_form(label: &str) -> String {
+    label.trim().to_lowercase()
+}
+
 /// Prints how many examples carry each label, and warns about labels that differ only in case
 /// or spacing (`Churn` and `churn` train as two classes).
 fn report_labels(examples: &[LabelledText]) {
@@ -259,10 +264,7 @@ fn report_labels(examples: &[LabelledText]) {
     eprintln!("labels: {}", listed.join(", "));
     let mut by_form: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for label in counts.keys() {
-        by_form
-            .entry(label.trim().to_lowercase())
-            .or_default()
-            .push(label);
+        by_form.entry(label_form(label)).or_default().push(label);
     }
     for variants in by_form.values().filter(|v| v.len() > 1) {
         eprintln!(
@@ -452,7 +454,7 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
             .filter_map(|u| {
                 labels
                     .iter()
-                    .find(|l| l.trim().to_lowercase() == u.trim().to_lowercase())
+                    .find(|l| label_form(l) == label_form(u))
                     .map(|l| format!("`{u}` is `{l}` there"))
             })
             .collect();

@@ -571,34 +571,35 @@ fn read_previous(path: &Path) -> Result<Previous> {
             let (Some(id), Some(score)) = (id, score) else {
                 continue;
             };
-            let at = || format!("{}: row {} (account {id})", path.display(), row + 1);
-            let parsed: Vec<augur_score::Factor> = factors
-                .as_deref()
-                .map(serde_json::from_str)
-                .transpose()
-                .with_context(|| {
-                    format!(
-                        "{}: column `{name}_factors` is not the JSON `augur score` writes",
-                        at()
-                    )
-                })?
-                .unwrap_or_default();
-            let contributions = parsed
+            let at = format!("{}: row {} (account {id})", path.display(), row + 1);
+            let contributions = parse_factors(factors.as_deref(), name, &at)?
                 .into_iter()
                 .map(|f| (f.feature, f.contribution))
                 .collect();
-            let score: f64 = score.trim().parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "{}: `{name}` is `{score}`; expected a number (a score of `augur score`)",
-                    at()
-                )
-            })?;
+            let score = parse_score(&score, name, &at)?;
             out.entry(id.clone())
                 .or_default()
                 .insert(name.to_string(), (score, contributions));
         }
     }
     Ok(out)
+}
+
+/// A score output's `{name}_factors` cell (none: no factors); `at` names file, row and account.
+fn parse_factors(cell: Option<&str>, name: &str, at: &str) -> Result<Vec<augur_score::Factor>> {
+    cell.map(serde_json::from_str)
+        .transpose()
+        .with_context(|| {
+            format!("{at}: column `{name}_factors` is not the JSON `augur score` writes")
+        })
+        .map(Option::unwrap_or_default)
+}
+
+/// A score output's `name` cell as a number; `at` names file, row and account.
+fn parse_score(cell: &str, name: &str, at: &str) -> Result<f64> {
+    cell.trim().parse().map_err(|_| {
+        anyhow::anyhow!("{at}: `{name}` is `{cell}`; expected a number (a score of `augur score`)")
+    })
 }
 
 /// The factors whose contribution changed most since the previous run.
@@ -979,20 +980,16 @@ pub fn run_explain(args: ExplainArgs) -> Result<()> {
             Ok(optional_strings(&df, col)?.and_then(|c| c[row].clone()))
         };
         let Some(score) = get(name)? else { continue };
-        let factors: Vec<augur_score::Factor> = get(&format!("{name}_factors"))?
-            .as_deref()
-            .map(serde_json::from_str)
-            .transpose()
-            .with_context(|| {
-                format!(
-                    "{}: account `{}`: column `{name}_factors` is not the JSON `augur score` writes",
-                    args.from.display(),
-                    args.account_id
-                )
-            })?
-            .unwrap_or_default();
+        let at = format!(
+            "{}: row {} (account {})",
+            args.from.display(),
+            row + 1,
+            args.account_id
+        );
+        let factors = parse_factors(get(&format!("{name}_factors"))?.as_deref(), name, &at)?;
+        let value = parse_score(&score, name, &at)?;
         scores.push(serde_json::json!({
-            "score": name, "value": score.parse::<f64>().unwrap_or(0.0), "band": get(&format!("{name}_band"))?,
+            "score": name, "value": value, "band": get(&format!("{name}_band"))?,
             "log_odds": get(&format!("{name}_log_odds"))?.and_then(|v| v.parse::<f64>().ok()),
             "delta": get(&format!("{name}_delta"))?.and_then(|v| v.parse::<f64>().ok()),
             "factors": factors,
