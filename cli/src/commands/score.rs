@@ -1053,12 +1053,19 @@ pub fn run_explain(args: ExplainArgs) -> Result<()> {
                 f.contribution, bar, f.value
             );
             for e in f.evidence.iter().rev().take(3) {
-                let speaker = if e.speaker.is_empty() {
-                    String::new()
-                } else {
-                    format!("[{}] ", e.speaker)
+                let speaker = match (e.speaker.as_str(), zh) {
+                    ("", _) => String::new(),
+                    ("customer", true) => "[客户] ".into(),
+                    ("rep", true) => "[销售] ".into(),
+                    ("unknown", true) => "[未知] ".into(),
+                    (speaker, _) => format!("[{speaker}] "),
                 };
-                println!("         {} {} {speaker}{}", e.date, e.note_id, e.sentence);
+                println!(
+                    "         {} {} {speaker}{}",
+                    e.date,
+                    e.note_id,
+                    e.sentence_in(zh)
+                );
             }
         }
     }

@@ -187,6 +187,18 @@ fn entries() -> Vec<Entry> {
     ]
 }
 
+/// Writes a minimal Unigram `tokenizer.json` with these pieces, in id order.
+fn write_tokenizer(path: &Path, pieces: &[&str]) {
+    let vocab: Vec<serde_json::Value> =
+        pieces.iter().map(|p| serde_json::json!([p, 0.0])).collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": null, "post_processor": null, "decoder": null,
+        "model": {"type": "Unigram", "unk_id": 0, "vocab": vocab}
+    });
+    std::fs::write(path, tokenizer.to_string()).unwrap();
+}
+
 /// Writes an E5S1 file following the documented layout.
 fn write_e5s1(path: &Path, entries: &[Entry]) {
     let mut out = Vec::new();
@@ -241,7 +253,7 @@ fn tiny_e5s1_round_trips_to_hugging_face_names_and_exact_values() {
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("tiny.bin");
     let tokenizer = tmp.path().join("tokenizer.json");
-    std::fs::write(&tokenizer, "{\"placeholder\": true}").unwrap();
+    write_tokenizer(&tokenizer, &["<s>", "</s>"]);
     let entries = entries();
     write_e5s1(&source, &entries);
 
@@ -298,7 +310,7 @@ fn tiny_e5s1_round_trips_to_hugging_face_names_and_exact_values() {
 fn bad_magic_and_truncation_are_reported_with_offsets() {
     let tmp = tempfile::tempdir().unwrap();
     let tokenizer = tmp.path().join("tokenizer.json");
-    std::fs::write(&tokenizer, "{}").unwrap();
+    write_tokenizer(&tokenizer, &["<s>", "</s>"]);
 
     let bad = tmp.path().join("bad.bin");
     std::fs::write(&bad, b"GGUF\x01\x00\x00\x00").unwrap();
@@ -323,4 +335,39 @@ fn bad_magic_and_truncation_are_reported_with_offsets() {
     std::fs::write(&short, &bytes[..bytes.len() - 10]).unwrap();
     let err = convert_e5s1(&short, &tokenizer, &tmp.path().join("o3")).unwrap_err();
     assert!(err.to_string().contains("beyond the file"), "{err}");
+}
+
+/// Regression: a tokenizer of another model was copied in beside the weights, so the converted
+/// model loaded and ran but looked every text up in the wrong embedding rows.
+#[test]
+fn a_tokenizer_that_is_not_the_one_embedded_in_the_weights_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("tiny.bin");
+    write_e5s1(&source, &entries());
+
+    let reordered = tmp.path().join("reordered.json");
+    write_tokenizer(&reordered, &["</s>", "<s>"]);
+    let err = convert_e5s1(&source, &reordered, &tmp.path().join("o1")).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("reordered.json")
+            && msg.contains("id 0 is \"</s>\"")
+            && msg.contains("tiny.bin"),
+        "{msg}"
+    );
+    assert!(!tmp.path().join("o1/model.safetensors").exists());
+
+    let larger = tmp.path().join("larger.json");
+    write_tokenizer(&larger, &["<s>", "</s>", "x"]);
+    let err = convert_e5s1(&source, &larger, &tmp.path().join("o2")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("has 3 pieces, the E5S1 file embeds 2"),
+        "{err}"
+    );
+
+    let not_a_tokenizer = tmp.path().join("placeholder.json");
+    std::fs::write(&not_a_tokenizer, "{\"placeholder\": true}").unwrap();
+    let err = convert_e5s1(&source, &not_a_tokenizer, &tmp.path().join("o3")).unwrap_err();
+    assert!(err.to_string().contains("placeholder.json"), "{err}");
 }

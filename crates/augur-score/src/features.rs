@@ -26,13 +26,28 @@ pub struct Evidence {
     pub note_id: String,
     /// Note date.
     pub date: NaiveDate,
-    /// The clause.
+    /// The clause, or for a fact about a note (its sentiment, that it is the latest) the fact in
+    /// English.
     pub sentence: String,
+    /// The fact in Chinese (empty when `sentence` quotes the note).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sentence_zh: String,
     /// Who said it (`customer`, `rep`, `unknown`; empty for facts about a note, not a sentence).
     pub speaker: String,
     /// The signal it carries (empty for sentiment evidence).
     #[serde(default)]
     pub signal: String,
+}
+
+impl Evidence {
+    /// What to show: the quoted clause, or the fact in Chinese (`zh`) or English.
+    pub fn sentence_in(&self, zh: bool) -> &str {
+        if zh && !self.sentence_zh.is_empty() {
+            &self.sentence_zh
+        } else {
+            &self.sentence
+        }
+    }
 }
 
 /// A computed feature.
@@ -95,6 +110,7 @@ fn sentiment_evidence(i: &Interaction) -> Evidence {
         note_id: i.signals.note_id.clone(),
         date: i.date,
         sentence: format!("note sentiment {:+.2}", i.signals.sentiment),
+        sentence_zh: format!("笔记情绪 {:+.2}", i.signals.sentiment),
         speaker: "customer".into(),
         signal: String::new(),
     }
@@ -133,6 +149,7 @@ pub fn account_features(
                     note_id: h.note_id.clone(),
                     date: i.date,
                     sentence: h.evidence.clone(),
+                    sentence_zh: String::new(),
                     speaker: h.speaker.as_str().to_string(),
                     signal: h.signal.clone(),
                 })
@@ -228,6 +245,7 @@ pub fn account_features(
                 note_id: i.signals.note_id.clone(),
                 date: i.date,
                 sentence: "latest note".into(),
+                sentence_zh: "最近一条笔记".into(),
                 speaker: String::new(),
                 signal: String::new(),
             })

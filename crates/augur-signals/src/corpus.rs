@@ -91,6 +91,8 @@ pub fn parse_gold(text: &str, origin: &Path) -> Result<Vec<GoldNote>> {
     let path = origin;
     let mut notes = Vec::new();
     let mut seen: std::collections::BTreeMap<String, usize> = Default::default();
+    // A byte-order mark (Windows editors write one) is not part of the first line's JSON.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (i, line) in text
         .lines()
         .enumerate()
@@ -109,7 +111,16 @@ pub fn parse_gold(text: &str, origin: &Path) -> Result<Vec<GoldNote>> {
             )));
         }
         let chars = note.text.chars().count();
-        for s in &note.signals {
+        for (k, s) in note.signals.iter().enumerate() {
+            if let Some(twin) = note.signals[..k]
+                .iter()
+                .find(|t| t.signal == s.signal && t.start < s.end && s.start < t.end)
+            {
+                return Err(gold_error(format!(
+                    "note {}: span {}..{} of signal {} overlaps its span {}..{}; one mention is one span (merge them)",
+                    note.id, s.start, s.end, s.signal, twin.start, twin.end
+                )));
+            }
             if s.start >= s.end || s.end > chars {
                 return Err(gold_error(format!(
                     "note {}: span {}..{} of signal {} must be non-empty and lie within the text's {chars} characters",
@@ -156,12 +167,34 @@ mod tests {
             err.starts_with("gold.jsonl:2: note id n1 is already used on line 1"),
             "{err}"
         );
+        // Regression: the same mention annotated twice counted as two gold spans.
+        let doubled = serde_json::json!({
+            "id": "n1", "text": "预算已经批了",
+            "signals": [{"signal": "budget_approved", "start": 0, "end": 6},
+                        {"signal": "budget_approved", "start": 2, "end": 6}]
+        });
+        let err = parse_gold(&doubled.to_string(), Path::new("gold.jsonl"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "gold.jsonl:1: note n1: span 2..6 of signal budget_approved overlaps its span 0..6"
+            ),
+            "{err}"
+        );
         let fine = serde_json::json!({
             "id": "n1", "text": "预算已经批了",
             "signals": [{"signal": "budget_approved", "start": 0, "end": 6}]
         });
         assert_eq!(
             parse_gold(&fine.to_string(), Path::new("gold.jsonl"))
+                .unwrap()
+                .len(),
+            1
+        );
+        // Regression: a byte-order mark made line 1 unreadable.
+        assert_eq!(
+            parse_gold(&format!("\u{feff}{fine}\n"), Path::new("gold.jsonl"))
                 .unwrap()
                 .len(),
             1

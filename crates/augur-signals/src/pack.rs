@@ -98,6 +98,7 @@ impl AttributeExtractor {
                 caps.name(name)
                     .or_else(|| caps.get(0))
                     .map(|m| m.as_str().trim().to_string())
+                    .filter(|value| !value.is_empty())
             }
             AttributeExtractor::Gazetteer { entries, .. } => {
                 let lower = text.to_lowercase();
@@ -388,16 +389,42 @@ impl SignalPack {
                 let afield = field(&format!("attribute[{name}]"));
                 attributes.push(match (a.regex, a.gazetteer) {
                     (Some(re), None) => {
+                        let regex_field = format!("{afield}.regex");
                         let regex = Regex::new(re.get_ref()).map_err(|e| {
                             pack_error(
                                 Some(re.span()),
-                                &format!("{afield}.regex"),
+                                &regex_field,
                                 format!("invalid regex: {e}"),
                             )
                         })?;
+                        let groups: Vec<&str> = regex.capture_names().flatten().collect();
+                        if !groups.is_empty() && !groups.contains(&name.as_str()) {
+                            return Err(pack_error(
+                                Some(re.span()),
+                                &regex_field,
+                                format!(
+                                    "has named groups {} but none named `{name}`, so the whole match would be the value; name the value's group `(?P<{name}>...)`",
+                                    groups.iter().map(|g| format!("`{g}`")).collect::<Vec<_>>().join(", ")
+                                ),
+                            ));
+                        }
+                        if regex.is_match("") {
+                            return Err(pack_error(
+                                Some(re.span()),
+                                &regex_field,
+                                "matches an empty text, so every clause would carry this attribute; require at least one character (`+` rather than `*`)".to_string(),
+                            ));
+                        }
                         AttributeExtractor::Regex { name, regex }
                     }
                     (None, Some(mut entries)) => {
+                        if entries.is_empty() || entries.iter().any(|e| e.trim().is_empty()) {
+                            return Err(pack_error(
+                                Some(a.name.span()),
+                                &format!("{afield}.gazetteer"),
+                                "needs at least one entry and no empty ones".to_string(),
+                            ));
+                        }
                         entries.sort_by_key(|e| std::cmp::Reverse(e.len()));
                         AttributeExtractor::Gazetteer { name, entries }
                     }
@@ -528,6 +555,48 @@ mod tests {
         assert!(
             err.starts_with("my.toml:11: signal[a].attribute[n].regex: invalid regex"),
             "{err}"
+        );
+
+        // Regression: an attribute regex whose named group is not the attribute's (the whole
+        // match became the value), one that matches nothing at all (every clause got an empty
+        // value), and an empty gazetteer entry were accepted.
+        let signal = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\n[[signal.attribute]]\nname = \"plc_model\"\n";
+        for (attribute, expected) in [
+            (
+                "regex = '型号为(?P<model>\\S+)'\n",
+                "my.toml:11: signal[a].attribute[plc_model].regex: has named groups `model` but none named `plc_model`",
+            ),
+            (
+                "regex = '(?P<plc_model>S7-\\d*)?'\n",
+                "my.toml:11: signal[a].attribute[plc_model].regex: matches an empty text",
+            ),
+            (
+                "gazetteer = [\"S7-1500\", \" \"]\n",
+                "my.toml:10: signal[a].attribute[plc_model].gazetteer: needs at least one entry and no empty ones",
+            ),
+        ] {
+            let err = SignalPack::parse(&format!("{signal}{attribute}"), "my.toml", |_| {
+                Ok(Vec::new())
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(err.starts_with(expected), "{attribute}: {err}");
+        }
+        let pack = SignalPack::parse(
+            &format!("{signal}regex = '型号为(?P<plc_model>\\S*)'\n"),
+            "my.toml",
+            |_| Ok(Vec::new()),
+        )
+        .unwrap();
+        let extractor = &pack.signals[0].attributes[0];
+        assert_eq!(
+            extractor.extract("型号为S7-1500").as_deref(),
+            Some("S7-1500")
+        );
+        assert_eq!(
+            extractor.extract("型号为 还没定"),
+            None,
+            "an empty capture is no value"
         );
 
         // Regression: an empty name and an example repeated as a negative were accepted.

@@ -65,6 +65,8 @@ pub struct E5s1File {
     pub header: E5s1Header,
     /// The tensor directory.
     pub tensors: Vec<E5s1Tensor>,
+    /// The embedded tokenizer's pieces, in id order.
+    pub pieces: Vec<String>,
 }
 
 /// A little-endian cursor that reports the file and offset on every error.
@@ -136,7 +138,7 @@ impl E5s1File {
     /// Reads and parses `path`, checking every offset against the file size.
     pub fn open(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(io_error(path))?;
-        let (header, tensors) = {
+        let (header, tensors, pieces) = {
             let mut c = Cursor {
                 path,
                 bytes: &bytes,
@@ -170,9 +172,34 @@ impl E5s1File {
                 c.count(field)?;
             }
             let blob_len = c.u64("tokenizer blob_len")? as usize;
-            c.take(4 * (pieces + 1), "tokenizer offsets")?;
+            let offsets_at = c.pos;
+            let offsets: Vec<usize> = c
+                .take(4 * (pieces + 1), "tokenizer offsets")?
+                .chunks_exact(4)
+                .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+                .collect();
             c.take(4 * pieces, "tokenizer scores")?;
-            c.take(blob_len, "tokenizer blob")?;
+            let blob_at = c.pos;
+            let blob = c.take(blob_len, "tokenizer blob")?;
+            let piece_texts = offsets
+                .windows(2)
+                .enumerate()
+                .map(|(id, span)| {
+                    let bytes = blob.get(span[0]..span[1]).ok_or_else(|| AugurError::Format {
+                        path: path.to_path_buf(),
+                        offset: (offsets_at + 4 * id) as u64,
+                        message: format!(
+                            "tokenizer piece {id} spans blob bytes {}..{}, outside its {blob_len} bytes",
+                            span[0], span[1]
+                        ),
+                    })?;
+                    String::from_utf8(bytes.to_vec()).map_err(|_| AugurError::Format {
+                        path: path.to_path_buf(),
+                        offset: (blob_at + span[0]) as u64,
+                        message: format!("tokenizer piece {id} is not UTF-8"),
+                    })
+                })
+                .collect::<Result<Vec<String>>>()?;
             c.count("extra section count")?;
             let extra = c.u32("extra section length")? as usize;
             c.take(extra, "extra section")?;
@@ -236,6 +263,7 @@ impl E5s1File {
                     tokenizer_pieces: pieces,
                 },
                 tensors,
+                piece_texts,
             )
         };
         Ok(Self {
@@ -243,6 +271,7 @@ impl E5s1File {
             bytes,
             header,
             tensors,
+            pieces,
         })
     }
 
@@ -321,11 +350,50 @@ pub struct ConversionReport {
     pub parameters: usize,
 }
 
+/// Refuses a `tokenizer.json` whose vocabulary differs from the pieces embedded in the E5S1
+/// file: the weights' embedding rows are indexed by those pieces, so another tokenizer would
+/// load and run but feed every text through the wrong rows.
+fn check_tokenizer_matches(file: &E5s1File, tokenizer: &Path) -> Result<()> {
+    let loaded =
+        tokenizers::Tokenizer::from_file(tokenizer).map_err(|e| AugurError::Tokenizer {
+            context: tokenizer.display().to_string(),
+            message: e.to_string(),
+        })?;
+    let mismatch = |message: String| {
+        AugurError::Tokenizer {
+        context: tokenizer.display().to_string(),
+        message: format!(
+            "{message}; it does not belong to the weights in {} (use the tokenizer.json shipped for this model)",
+            file.path.display()
+        ),
+    }
+    };
+    let found = loaded.get_vocab_size(false);
+    if found != file.pieces.len() {
+        return Err(mismatch(format!(
+            "has {found} pieces, the E5S1 file embeds {}",
+            file.pieces.len()
+        )));
+    }
+    for (id, piece) in file.pieces.iter().enumerate() {
+        let theirs = loaded.id_to_token(id as u32);
+        if theirs.as_deref() != Some(piece.as_str()) {
+            return Err(mismatch(format!(
+                "id {id} is {}, the E5S1 file's piece {id} is {piece:?}",
+                theirs.map_or("missing".to_string(), |t| format!("{t:?}"))
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Converts an E5S1 file plus a Hugging Face `tokenizer.json` into a model directory `out_dir`:
 /// `config.json`, `model.safetensors` (f32, Hugging Face names), `tokenizer.json`, and the
 /// sentence-transformers files that set mean pooling, normalisation and the e5 prefixes.
+/// A tokenizer whose vocabulary is not the one embedded in the E5S1 file is refused.
 pub fn convert_e5s1(e5s1: &Path, tokenizer: &Path, out_dir: &Path) -> Result<ConversionReport> {
     let file = E5s1File::open(e5s1)?;
+    check_tokenizer_matches(&file, tokenizer)?;
     let config = &file.header.config;
     let expected: HashMap<String, Vec<usize>> = bert_tensor_shapes(config).into_iter().collect();
     let mut tensors = HashMap::new();
