@@ -14,9 +14,9 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use polars::prelude::{
-    len, CsvEncoding, CsvReadOptions, CsvWriter, DataFrame, DataType, IdxSize, JsonFormat,
-    JsonReader, JsonWriter, LazyFrame, ParquetReader, ParquetWriter, PlRefPath, PlanCallback,
-    PolarsError, PolarsResult, ScanArgsParquet, SchemaRef, SerReader, SerWriter,
+    len, polars_bail, CsvEncoding, CsvReadOptions, CsvWriter, DataFrame, DataType, IdxSize,
+    JsonFormat, JsonReader, JsonWriter, LazyFrame, ParquetReader, ParquetWriter, PlRefPath,
+    PlanCallback, PolarsError, PolarsResult, ScanArgsParquet, SchemaRef, SerReader, SerWriter,
 };
 use serde::{Deserialize, Serialize};
 
@@ -362,6 +362,23 @@ fn parse_bytes(
             .into_reader_with_file_handle(Cursor::new(bytes))
             .finish()
     } else {
+        // polars panics on a malformed line between good ones (a truncated object mid-chunk):
+        // every line must be a JSON object before polars sees the chunk.
+        for line in body.split(|&b| b == b'\n') {
+            let line = line.trim_ascii();
+            if line.is_empty() {
+                continue;
+            }
+            if line.first() != Some(&b'{') {
+                polars_bail!(ComputeError: "not a JSON object");
+            }
+            if let Err(error) = serde_json::from_slice::<serde::de::IgnoredAny>(line) {
+                // serde counts lines within this one line: only the column means anything.
+                let text = error.to_string();
+                let reason = text.split(" at line ").next().unwrap_or(&text);
+                polars_bail!(ComputeError: "not a JSON object: {reason} at column {}", error.column());
+            }
+        }
         let reader = JsonReader::new(Cursor::new(body))
             .with_json_format(JsonFormat::JsonLines)
             .infer_schema_len(NonZeroUsize::new(SCHEMA_INFERENCE_ROWS));
@@ -394,6 +411,9 @@ impl RecordReader {
             let mut header = Vec::new();
             records.next_record(&mut header)?;
             records.header = header;
+        } else if records.reader.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
+            // A byte-order mark is no part of the first line's JSON.
+            records.reader.consume(3);
         }
         Ok(records)
     }
@@ -851,8 +871,8 @@ pub fn run_job(
         input,
         output,
         &format!(
-            "{READER_VERSION} {rejects_path:?} {}",
-            settings.fingerprint_extra
+            "{READER_VERSION} {rejects_path:?} {:?} {}",
+            settings.text_columns, settings.fingerprint_extra
         ),
     );
     let saved = read_checkpoint(&checkpoint_path);

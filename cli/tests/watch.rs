@@ -27,6 +27,9 @@ fn watch_answers_every_line_and_keeps_account_state() {
         // Regression: a numeric account id was refused (score accepts it), an empty one scored.
         r#"{"id": 7, "account_id": 1001, "timestamp": "2026-11-04", "text": "we signed the renewal"}"#,
         r#"{"id": "m8", "account_id": "", "timestamp": "2026-11-04", "text": "we signed the renewal"}"#,
+        // Regression: parser internals (`invalid length 2, expected struct Incoming`).
+        r#"["ACC-9", "hello"]"#,
+        r#"{"id": "m10", "account_id": "ACC-9"}"#,
     ];
     // Regression: a byte-order mark before the first message made it "not a message".
     let input: Vec<String> = input
@@ -57,12 +60,26 @@ fn watch_answers_every_line_and_keeps_account_state() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 8, "one answer per input line: {lines:?}");
+    assert_eq!(lines.len(), 10, "one answer per input line: {lines:?}");
     assert_eq!(lines[0]["id"], "m1");
-    assert!(lines[1]["error"]
+    assert!(lines[1]["error"].as_str().unwrap().starts_with("not JSON"));
+    let array = lines[8]["error"].as_str().unwrap();
+    assert!(
+        array.starts_with("a JSON array, not an object; each line is one object such as")
+            && !array.contains("Incoming"),
+        "{array}"
+    );
+    assert!(lines[9]["error"]
         .as_str()
         .unwrap()
-        .contains("not a message"));
+        .starts_with("missing field `text`"));
+    assert_eq!(lines[9]["id"], "m10");
+    // The bands are named as in `augur score` (regression: `churn_band`, `lead_band`).
+    assert!(
+        lines[0]["churn_risk_band"].is_string() && lines[0]["lead_intent_band"].is_string(),
+        "{}",
+        lines[0]
+    );
     assert_eq!(
         lines[2]["account_messages"], 2,
         "the account's state carries over"

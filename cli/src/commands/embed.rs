@@ -43,11 +43,11 @@ pub struct EmbedArgs {
     #[arg(long, default_value_t = 64)]
     pub overlap: usize,
     /// Windows per encoder call.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
     pub batch_size: usize,
     /// Input rows per chunk: the unit of reading, writing and checkpointing (memory stays bounded
     /// by a chunk, whatever the size of the input).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = super::at_least_one)]
     pub chunk_size: usize,
     /// Continue an interrupted run of the same input, output and settings from its last
     /// checkpoint (saved after every chunk; the output appears only when complete).

@@ -27,13 +27,12 @@ use crate::table::refuse_overwriting_inputs;
 #[command(verbatim_doc_comment)]
 pub struct ExtractArgs {
     /// Input table (.csv, .parquet, .ndjson/.jsonl). Not needed with --text.
-    #[arg(required_unless_present = "text")]
     pub input: Option<PathBuf>,
     /// Output table; the format follows the extension.
-    #[arg(short, long, required_unless_present = "text")]
+    #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Analyse this one text and print the hits instead of reading a table.
-    #[arg(long, conflicts_with_all = ["input", "output"])]
+    #[arg(long, conflicts_with_all = ["input", "output", "resume", "chunk_size", "rejects"])]
     pub text: Option<String>,
     /// With --text: the note's date for resolving 「下个月」 / "next quarter" (default: today, UTC).
     #[arg(long, value_name = "YYYY-MM-DD")]
@@ -47,7 +46,7 @@ pub struct ExtractArgs {
     pub resume: bool,
     /// Input rows per chunk: the unit of reading, writing and checkpointing (memory stays bounded
     /// by a chunk, whatever the size of the input).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one)]
     pub chunk_size: usize,
     /// Where rejected rows go (default: OUTPUT with `.rejects.csv`).
     #[arg(long)]
@@ -82,10 +81,16 @@ pub fn run(args: ExtractArgs) -> Result<()> {
     if args.json || args.date.is_some() {
         bail!("--json and --date apply to --text only; a table's dates come from its timestamp column and its output format from -o's extension");
     }
-    let (input, output) = (
-        args.input.as_deref().expect("clap"),
-        args.output.as_deref().expect("clap"),
-    );
+    let (Some(input), Some(output)) = (args.input.as_deref(), args.output.as_deref()) else {
+        bail!(
+            "give a table and where to write the hits (augur extract notes.csv -o signals.csv), or one text with --text \"…\"{}",
+            match (&args.input, &args.output) {
+                (Some(_), None) => ": -o OUTPUT is missing",
+                (None, Some(_)) => ": the input table is missing",
+                _ => "",
+            }
+        );
+    };
     let rejects_path = args
         .rejects
         .clone()
@@ -176,7 +181,8 @@ fn run_table(
         fingerprint_extra: options.settings.clone(),
         resume: options.resume,
         chunk_rows: options.chunk_size.max(1),
-        text_columns: TextColumns::Named(columns.text_columns()),
+        // Every column passes through: CSV cells stay as written (`0050` is not 50.0).
+        text_columns: TextColumns::All,
     };
     let summary = run_job(
         input,

@@ -48,10 +48,10 @@ pub struct FitArgs {
     #[arg(long, default_value_t = 8)]
     pub rank: usize,
     /// LoRA alpha (update scaled by alpha / rank).
-    #[arg(long, default_value_t = 16.0)]
+    #[arg(long, default_value_t = 16.0, allow_negative_numbers = true)]
     pub alpha: f64,
     /// LoRA dropout (training only).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
     pub dropout: f64,
     /// Modules to adapt: query, key, value, attention.output.dense, intermediate.dense,
     /// output.dense [default: from the recipe].
@@ -66,7 +66,7 @@ pub struct FitArgs {
     #[arg(long)]
     pub epochs: Option<usize>,
     /// AdamW learning rate [default: from the recipe].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub learning_rate: Option<f64>,
     /// constant: the same rate throughout; linear: towards 0 over the run [default: linear].
     /// On Chinese review sentiment (benches/README.md), contrastive with linear at 6e-3 beat
@@ -318,9 +318,6 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
     });
     let holdout_n = ((examples.len() as f64) * share).round() as usize;
     let holdout = examples.split_off(examples.len() - holdout_n);
-    // Made now, so an unwritable --out fails before training rather than after it.
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("--out {}: cannot create the folder", args.out.display()))?;
     let base = load_base(&args.model)?;
     let layers = base.encoder().config().num_hidden_layers;
     if args.top_layers.is_some_and(|n| n == 0 || n > layers) {
@@ -329,6 +326,10 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
             args.top_layers.unwrap_or(0)
         );
     }
+    // Made once every setting is checked, and before training, so an unwritable --out fails
+    // before the work rather than after it.
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("--out {}: cannot create the folder", args.out.display()))?;
     // Given a method, its own recipe; otherwise the one the examples call for.
     let method = args.method.map(|m| match m {
         MethodArg::Supervised => FitMethod::Supervised,
@@ -365,17 +366,17 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
     )?;
     let adapted = config.layers_to_transform.as_ref().map_or(layers, Vec::len);
     eprintln!(
-        "fit: {} training examples, {} held out; {:?}, LoRA r={} on {} of the top {adapted} \
-         layers, {} epoch{}, learning rate {} ({:?})",
+        "fit: {} training examples, {} held out; {}, LoRA r={} on {} of the top {adapted} \
+         layers, {} epoch{}, learning rate {} ({})",
         examples.len(),
         holdout.len(),
-        config.method,
+        format!("{:?}", config.method).to_lowercase(),
         config.r,
         config.targets.join(","),
         config.epochs,
         if config.epochs == 1 { "" } else { "s" },
         config.learning_rate,
-        config.schedule
+        format!("{:?}", config.schedule).to_lowercase()
     );
     let terminal = std::io::stderr().is_terminal();
     let (classifier, adapter, report) =

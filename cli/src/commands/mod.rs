@@ -11,6 +11,15 @@ pub mod watch;
 
 use augur_core::ModelLocator;
 
+/// Parses a count that must be at least 1 (`--chunk-size`, `--batch-size`).
+pub fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("give at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{value}` is not a whole number; give at least 1")),
+    }
+}
+
 /// Model selection flags shared by every command that loads a model.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ModelArgs {

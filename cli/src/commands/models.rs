@@ -46,7 +46,20 @@ fn names_or_known(models: Vec<String>) -> Vec<String> {
 /// Runs `augur models ...`.
 pub fn run(command: ModelsCommand) -> Result<()> {
     match command {
-        ModelsCommand::List { models } => list(names_or_known(models)),
+        ModelsCommand::List { models } => {
+            let named = !models.is_empty();
+            let listed = names_or_known(models);
+            let missing = list(&listed)?;
+            // Scripts check the exit status: a model asked for by name must be there, and with
+            // no names at least one known model must be.
+            if (named && missing > 0) || missing == listed.len() {
+                bail!(
+                    "{missing} of {} model(s) not found (why, above each)",
+                    listed.len()
+                );
+            }
+            Ok(())
+        }
         ModelsCommand::Verify { models } => verify(names_or_known(models)),
         ModelsCommand::ImportE5s1 {
             e5s1,
@@ -66,12 +79,17 @@ pub fn run(command: ModelsCommand) -> Result<()> {
     }
 }
 
-fn list(models: Vec<String>) -> Result<()> {
+/// Prints where each model is, its config and provenance; returns how many were not found.
+fn list(models: &[String]) -> Result<usize> {
     let locator = ModelLocator::from_env();
+    let mut missing = 0;
     for name in models {
         println!("{name}");
-        match locator.resolve(&name) {
-            Err(e) => println!("  not found: {}", e.to_string().replace('\n', "\n  ")),
+        match locator.resolve(name) {
+            Err(e) => {
+                missing += 1;
+                println!("  not found: {}", e.to_string().replace('\n', "\n  "))
+            }
             Ok(files) => {
                 println!("  found:   {} ({:?})", files.dir.display(), files.origin);
                 let config = EncoderConfig::from_file(&files.config)?;
@@ -109,7 +127,7 @@ fn list(models: Vec<String>) -> Result<()> {
             }
         }
     }
-    Ok(())
+    Ok(missing)
 }
 
 fn verify(models: Vec<String>) -> Result<()> {

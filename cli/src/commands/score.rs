@@ -48,7 +48,7 @@ pub struct AccountInputArgs {
     pub rejects: Option<PathBuf>,
     /// Note rows per chunk: the unit of reading, extraction and checkpointing. The signals of
     /// every note are written next to the output (`.signals.ndjson`) chunk by chunk.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = 256, value_parser = super::at_least_one)]
     pub chunk_size: usize,
     /// Continue an interrupted run of the same notes, output and settings from its last
     /// checkpoint instead of extracting every note again.
@@ -88,10 +88,12 @@ pub struct ScoreArgs {
     /// A previous `augur score` output: report score deltas and the factors that moved them.
     #[arg(long)]
     pub previous: Option<PathBuf>,
-    /// Rules file (TOML) for triggered actions.
+    /// Rules file (TOML) for triggered actions (README: "Account scores and their evidence").
+    /// Needs --events, where the actions are written.
     #[arg(long, requires = "events")]
     pub rules: Option<PathBuf>,
     /// Events file (NDJSON): new events are appended, de-duplicated against those already there.
+    /// Needs --rules.
     #[arg(long, requires = "rules")]
     pub events: Option<PathBuf>,
 }
@@ -115,7 +117,7 @@ pub struct FitScorerArgs {
     #[arg(long, default_value_t = 5)]
     pub folds: usize,
     /// L2 penalty on standardised weights.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, allow_negative_numbers = true)]
     pub l2: f64,
     /// Where the model (JSON) goes.
     #[arg(short, long)]
@@ -306,6 +308,7 @@ fn load_accounts(
     args: &AccountInputArgs,
     output: &Path,
     label_columns: &[&str],
+    progress_label: &'static str,
 ) -> Result<Accounts> {
     let signals_path = output.with_extension("signals.ndjson");
     let rejects_path = args
@@ -335,7 +338,7 @@ fn load_accounts(
     };
     let extractor = build_extractor(&args.model, &args.pack)?;
     let settings = JobSettings {
-        label: "score: extract",
+        label: progress_label,
         fingerprint_extra: resume_settings(
             &args.columns,
             &args.pack,
@@ -650,6 +653,29 @@ fn read_score_output(path: &Path) -> Result<(DataFrame, Vec<Option<String>>)> {
     Ok((df, ids))
 }
 
+/// Reads the scorer `flag` names, if any, and refuses one fitted for another score (its column
+/// would replace that score's and this one would be missing).
+fn load_fitted_scorer(path: Option<&Path>, target: Target, flag: &str) -> Result<Option<Scorer>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let scorer = Scorer::load(path)?;
+    if scorer.name != target.name() {
+        let other = match scorer.name.as_str() {
+            "churn_risk" => "; give it to --churn-model",
+            "lead_intent" => "; give it to --lead-model",
+            _ => "",
+        };
+        bail!(
+            "{flag} {}: this model scores `{}`, not `{}`{other}",
+            path.display(),
+            scorer.name,
+            target.name()
+        );
+    }
+    Ok(Some(scorer))
+}
+
 /// Runs `augur score`.
 pub fn run_score(args: ScoreArgs) -> Result<()> {
     let &[high, medium] = args.bands.as_slice() else {
@@ -719,34 +745,39 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
         .map(read_previous)
         .transpose()?
         .unwrap_or_default();
-    let accounts = load_accounts(&args.input, &args.output, &[])?;
+    let churn_model = load_fitted_scorer(
+        args.churn_model.as_deref(),
+        Target::ChurnRisk,
+        "--churn-model",
+    )?;
+    let lead_model = load_fitted_scorer(
+        args.lead_model.as_deref(),
+        Target::LeadIntent,
+        "--lead-model",
+    )?;
+    let accounts = load_accounts(&args.input, &args.output, &[], "score: extract")?;
     let pack = accounts.extractor.pack();
-    let load = |path: &Option<PathBuf>, target: Target| -> Result<Scorer> {
-        let mut scorer = match path {
-            Some(p) => Scorer::load(p)?,
-            None => default_scorer(pack, target),
-        };
-        scorer.bands = augur_score::scorer::Bands { high, medium };
-        Ok(scorer)
-    };
     let scorers = [
-        load(&args.churn_model, Target::ChurnRisk)?,
-        load(&args.lead_model, Target::LeadIntent)?,
-    ];
+        (churn_model, Target::ChurnRisk),
+        (lead_model, Target::LeadIntent),
+    ]
+    .map(|(fitted, target)| Scorer {
+        bands: augur_score::scorer::Bands { high, medium },
+        ..fitted.unwrap_or_else(|| default_scorer(pack, target))
+    });
 
     let mut columns: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
     let mut passed: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
     let mut numbers: BTreeMap<String, Vec<Option<f64>>> = BTreeMap::new();
     let mut ids = Vec::new();
+    let mut note_counts: Vec<u32> = Vec::new();
     let mut bands_summary: BTreeMap<(String, String), usize> = BTreeMap::new();
     let mut facts_owned: Vec<(String, Score, Option<f64>)> = Vec::new();
     let n = accounts.timelines.len();
     for (i, timeline) in accounts.timelines.iter().enumerate() {
         let features: Vec<Feature> = account_features(timeline, pack, accounts.as_of);
         ids.push(timeline.account_id.clone());
-        numbers
-            .entry("notes".into())
-            .or_insert_with(|| vec![None; n])[i] = Some(timeline.interactions.len() as f64);
+        note_counts.push(timeline.interactions.len() as u32);
         for scorer in &scorers {
             let score = scorer.score(&features);
             let name = &scorer.name;
@@ -791,6 +822,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
     for (name, values) in &numbers {
         out_columns.push(Column::new(name.as_str().into(), values.clone()));
     }
+    out_columns.push(Column::new("notes".into(), note_counts));
     for (name, values) in &columns {
         out_columns.push(Column::new(name.as_str().into(), values.clone()));
     }
@@ -867,13 +899,21 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
 
 /// Runs `augur fit-scorer`.
 pub fn run_fit(args: FitScorerArgs) -> Result<()> {
+    if !(args.l2.is_finite() && args.l2 >= 0.0) {
+        bail!("--l2 {}: give 0 (no penalty) or more", args.l2);
+    }
     if args.input.accounts.is_none() {
         bail!(
             "--accounts is required: the labels column `{}` lives in the accounts table",
             args.labels
         );
     }
-    let accounts = load_accounts(&args.input, &args.output, &[args.labels.as_str()])?;
+    let accounts = load_accounts(
+        &args.input,
+        &args.output,
+        &[args.labels.as_str()],
+        "fit-scorer: extract",
+    )?;
     let pack = accounts.extractor.pack();
     let mut rows = Vec::new();
     let mut labels = Vec::new();
@@ -942,6 +982,17 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
         "cross-validated AUC ({} folds): {:.3}",
         report.folds, report.cv_auc
     );
+    let negatives = report.accounts - report.positives;
+    let (short, fewest, other, others) = if report.positives <= negatives {
+        ("positive", report.positives, "negative", negatives)
+    } else {
+        ("negative", negatives, "positive", report.positives)
+    };
+    if fewest < MIN_ACCOUNTS_PER_CLASS {
+        eprintln!(
+            "warning: only {fewest} {short} accounts ({others} {other}): too few for the AUC and the weights to mean much; label at least {MIN_ACCOUNTS_PER_CLASS} of each"
+        );
+    }
     println!("calibration (out of fold):  bin    predicted  observed  accounts");
     for bin in &report.calibration {
         println!(
@@ -952,6 +1003,10 @@ pub fn run_fit(args: FitScorerArgs) -> Result<()> {
     println!("model -> {}", args.output.display());
     Ok(())
 }
+
+/// Fewer positive (or negative) accounts than this make `fit-scorer` warn that its AUC and
+/// weights rest on too little.
+const MIN_ACCOUNTS_PER_CLASS: usize = 10;
 
 /// Runs `augur explain`.
 pub fn run_explain(args: ExplainArgs) -> Result<()> {
@@ -1036,7 +1091,7 @@ pub fn run_explain(args: ExplainArgs) -> Result<()> {
             (band, _) => band,
         };
         println!(
-            "\n{label}: {:.0}/100, {band}{delta}",
+            "\n{label}: {:.1}/100, {band}{delta}",
             s["value"].as_f64().unwrap_or(0.0),
         );
         let factors: Vec<augur_score::Factor> = serde_json::from_value(s["factors"].clone())?;

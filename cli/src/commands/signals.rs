@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use augur_core::encoder::LoraAdapter;
 use augur_core::finetune::TextClassifier;
 use augur_core::Embedder;
@@ -21,8 +21,13 @@ pub struct PackArgs {
     /// Use only the --signals pack, without the built-in one.
     #[arg(long, requires = "signals")]
     pub no_builtin: bool,
-    /// Probability above which a signal fires, for signals whose pack sets no threshold.
-    #[arg(long, default_value_t = augur_signals::extract::DEFAULT_THRESHOLD)]
+    /// Probability above which a signal fires, for signals whose pack sets no threshold
+    /// (0 to 1).
+    #[arg(
+        long,
+        allow_negative_numbers = true,
+        default_value_t = augur_signals::extract::DEFAULT_THRESHOLD
+    )]
     pub threshold: f32,
     /// A directory written by `augur fit` whose labels are signal ids (and/or `positive` /
     /// `negative` for sentiment): its adapter embeds the clauses and its head decides those
@@ -81,6 +86,14 @@ const NO_SIGNAL_LABELS: [&str; 5] = ["none", "other", "no_signal", "nothing", "n
 /// Loads the model and the pack, then fits the few-shot heads (a few seconds).
 pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtractor> {
     let signals = load_pack(pack)?;
+    let sentiment = &signals.sentiment;
+    // An adapter's head may decide sentiment itself (labels `positive` / `negative`).
+    if sentiment.positive.is_empty() && sentiment.negative.is_empty() && pack.adapter.is_none() {
+        eprintln!(
+            "warning: pack {} has no positive or negative sentiment examples: every note's sentiment will be 0 and sentiment will not move any score (add a [sentiment] table, or drop --no-builtin)",
+            signals.name
+        );
+    }
     let embedder = Embedder::builder(&model.model)
         .with_locator(model.locator())
         .with_int8(model.int8)
@@ -100,6 +113,16 @@ pub fn build_extractor(model: &ModelArgs, pack: &PackArgs) -> Result<SignalExtra
         .with_threshold(pack.threshold)
         .with_context_weight(pack.context_weight);
     if let Some(depth) = pack.middle_layer {
+        let layers = embedder.layer_count();
+        if depth >= layers {
+            if layers < 2 {
+                bail!("--middle-layer {depth}: the model has {layers} layer, so only 0 (the last layer only)");
+            }
+            bail!(
+                "--middle-layer {depth}: expected 0 (the last layer only) or 1 to {} (the model has {layers} layers)",
+                layers - 1
+            );
+        }
         builder = builder.with_middle_layer((depth > 0).then_some(depth));
     }
     match &pack.adapter {

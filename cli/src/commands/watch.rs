@@ -73,6 +73,21 @@ pub fn run(args: WatchArgs) -> Result<()> {
     Ok(())
 }
 
+/// What a message line looks like, for error replies.
+const MESSAGE_SHAPE: &str = "each line is one object such as {\"account_id\": \"ACC-1\", \"text\": \"…\", \"timestamp\": \"2026-12-04\"} (`id` and `timestamp` optional)";
+
+/// A JSON value's kind, as error messages name it.
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "boolean",
+        serde_json::Value::Number(_) => "number",
+        serde_json::Value::String(_) => "string",
+        serde_json::Value::Array(_) => "array",
+        serde_json::Value::Object(_) => "object",
+    }
+}
+
 fn handle(live: &LiveScorer, line: &str, line_no: usize) -> Result<serde_json::Value> {
     // A byte-order mark at the start of the stream is no part of the first message.
     let line = if line_no == 1 {
@@ -80,9 +95,16 @@ fn handle(live: &LiveScorer, line: &str, line_no: usize) -> Result<serde_json::V
     } else {
         line
     };
-    let incoming: Incoming = serde_json::from_str(line).map_err(|e| {
-        anyhow::anyhow!("not a message ({e}); expected {{\"account_id\", \"text\", \"timestamp\"}}")
-    })?;
+    let value: serde_json::Value = serde_json::from_str(line)
+        .map_err(|e| anyhow::anyhow!("not JSON ({e}); {MESSAGE_SHAPE}"))?;
+    if !value.is_object() {
+        anyhow::bail!(
+            "a JSON {}, not an object; {MESSAGE_SHAPE}",
+            json_kind(&value)
+        );
+    }
+    let incoming: Incoming =
+        serde_json::from_value(value).map_err(|e| anyhow::anyhow!("{e}; {MESSAGE_SHAPE}"))?;
     let account_id = match incoming.account_id {
         serde_json::Value::String(s) if !s.trim().is_empty() => s,
         serde_json::Value::Number(n) => n.to_string(),

@@ -39,11 +39,11 @@ pub struct MessageResult {
     /// The account's churn risk after this message (0–100).
     pub churn_risk: f64,
     /// Its band.
-    pub churn_band: String,
+    pub churn_risk_band: String,
     /// The account's lead intent after this message (0–100).
     pub lead_intent: f64,
     /// Its band.
-    pub lead_band: String,
+    pub lead_intent_band: String,
     /// The top churn factor's feature id, if any.
     pub top_churn_factor: Option<String>,
     /// Messages held in the account's timeline (older ones are dropped: [`LIVE_HISTORY_DAYS`]).
@@ -137,9 +137,9 @@ impl LiveScorer {
             signals: found.hits,
             sentiment: found.sentiment,
             churn_risk: churn.score,
-            churn_band: churn.band,
+            churn_risk_band: churn.band,
             lead_intent: lead.score,
-            lead_band: lead.band,
+            lead_intent_band: lead.band,
             top_churn_factor: churn.factors.first().map(|f| f.feature.clone()),
             account_messages: count,
             latency_ms: started.elapsed().as_secs_f64() * 1e3,

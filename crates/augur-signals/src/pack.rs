@@ -204,7 +204,7 @@ struct RawPack {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMeta {
-    name: String,
+    name: Spanned<String>,
     #[serde(default = "one")]
     version: u32,
     #[serde(default)]
@@ -223,8 +223,8 @@ fn one() -> u32 {
 struct RawSignal {
     id: Spanned<String>,
     kind: Spanned<String>,
-    name_zh: String,
-    name_en: String,
+    name_zh: Spanned<String>,
+    name_en: Spanned<String>,
     #[serde(default)]
     description: String,
     #[serde(default)]
@@ -294,6 +294,13 @@ impl SignalPack {
             let message = e.message().to_string();
             pack_error(e.span(), "toml", message)
         })?;
+        if raw.pack.name.get_ref().trim().is_empty() {
+            return Err(pack_error(
+                Some(raw.pack.name.span()),
+                "pack.name",
+                "is empty; give the pack a name (messages and reports show it)".to_string(),
+            ));
+        }
         let mut signals: Vec<SignalDef> = Vec::with_capacity(raw.signals.len());
         for s in raw.signals {
             let id = s.id.get_ref().clone();
@@ -363,9 +370,9 @@ impl SignalPack {
                 ));
             }
             for (name, value) in [("name_zh", &s.name_zh), ("name_en", &s.name_en)] {
-                if value.trim().is_empty() {
+                if value.get_ref().trim().is_empty() {
                     return Err(pack_error(
-                        Some(s.id.span()),
+                        Some(value.span()),
                         &field(name),
                         "is empty; explanations show it, so give the signal a name".into(),
                     ));
@@ -440,8 +447,8 @@ impl SignalPack {
             signals.push(SignalDef {
                 id,
                 kind,
-                name_zh: s.name_zh,
-                name_en: s.name_en,
+                name_zh: s.name_zh.into_inner(),
+                name_en: s.name_en.into_inner(),
                 description: s.description,
                 speaker,
                 threshold: s.threshold.map(|t| t.into_inner()),
@@ -471,7 +478,7 @@ impl SignalPack {
         }
         Ok(Self {
             labelled_notes,
-            name: raw.pack.name,
+            name: raw.pack.name.into_inner(),
             version: raw.pack.version,
             description: raw.pack.description,
             sentiment: raw.sentiment,
@@ -480,8 +487,11 @@ impl SignalPack {
     }
 
     /// This pack with `other` layered on top: signals with the same id are replaced, new ones
-    /// appended, sentiment examples added.
+    /// appended, sentiment examples added; the name becomes `self vN + other` and the version
+    /// `other`'s.
     pub fn extended_with(mut self, other: SignalPack) -> Self {
+        self.name = format!("{} v{} + {}", self.name, self.version, other.name);
+        self.version = other.version;
         for signal in other.signals {
             match self.signals.iter_mut().find(|s| s.id == signal.id) {
                 Some(existing) => *existing = signal,
@@ -605,9 +615,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("my.toml:4: signal[a].name_zh: is empty"),
+            err.starts_with("my.toml:6: signal[a].name_zh: is empty"),
             "{err}"
         );
+        // Regression: an empty name_en was reported at the id's line, and an empty pack name
+        // was accepted.
+        let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \" \"\nexamples = [\"x\", \"y\"]\n";
+        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("my.toml:7: signal[a].name_en: is empty"),
+            "{err}"
+        );
+        let text = "[pack]\nname = \"\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\n";
+        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("my.toml:2: pack.name: is empty"), "{err}");
         let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\nnegatives = [\"y\"]\n";
         let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
             .unwrap_err()
@@ -645,6 +670,7 @@ mod tests {
         let extra = "[pack]\nname = \"mine\"\n[[signal]]\nid = \"budget_approved\"\nkind = \"buying\"\nname_zh = \"预算\"\nname_en = \"Budget\"\nexamples = [\"a\", \"b\"]\n[[signal]]\nid = \"new_one\"\nkind = \"info\"\nname_zh = \"新\"\nname_en = \"New\"\nexamples = [\"c\", \"d\"]\n";
         let merged = base.extended_with(SignalPack::parse(extra, "x", |_| Ok(Vec::new())).unwrap());
         assert_eq!(merged.signals.len(), n + 1);
+        assert_eq!(merged.name, "b2b v1 + mine", "messages name both packs");
         assert_eq!(
             merged.signal("budget_approved").unwrap().examples,
             vec!["a", "b"]
