@@ -1790,6 +1790,25 @@ fn a_pack_without_sentiment_examples_is_warned_about() {
     );
 }
 
+/// Runs `augur extract INPUT -o <dir>/out.ndjson`; returns its stderr and the output rows.
+fn extract_rows(input: &Path) -> (String, Vec<serde_json::Value>) {
+    let out = input.with_file_name("out.ndjson");
+    let run = augur(&[
+        "extract",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    assert!(run.status.success(), "{input:?}: {stderr}");
+    let rows = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (stderr, rows)
+}
+
 /// Regression: passed-through CSV columns went through type inference (`0050` came out as
 /// `50.0`, `1e3` as `1000.0`); they are now written as they were read.
 #[test]
@@ -1801,24 +1820,15 @@ fn extract_passes_other_csv_columns_through_as_written() {
         "id,text,amount,code\n1,budget approved,0050,1e3\n2,we signed the contract,12,7\n",
     )
     .unwrap();
-    let out = dir.path().join("out.ndjson");
-    let run = augur(&[
-        "extract",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert!(run.status.success());
-    let written = std::fs::read_to_string(&out).unwrap();
-    let first: serde_json::Value = written
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+    let (_, rows) = extract_rows(&input);
+    let first = rows
+        .iter()
         .find(|row| row["id"] == "1")
-        .unwrap_or_else(|| panic!("{written}"));
+        .unwrap_or_else(|| panic!("{rows:?}"));
     assert_eq!(
         (&first["amount"], &first["code"]),
         (&serde_json::json!("0050"), &serde_json::json!("1e3")),
-        "{written}"
+        "{first}"
     );
 }
 
@@ -1836,23 +1846,10 @@ fn a_byte_order_mark_is_no_part_of_the_first_row() {
     let csv = dir.path().join("notes.csv");
     std::fs::write(&csv, "\u{feff}id,text\n1,budget approved\n2,we signed\n").unwrap();
     for input in [&ndjson, &csv] {
-        let out = dir.path().join("out.ndjson");
-        let run = augur(&[
-            "extract",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-        ]);
-        let stderr = String::from_utf8_lossy(&run.stderr);
-        assert!(
-            run.status.success() && stderr.contains("2 rows: 2 analysed"),
-            "{input:?}: {stderr}"
-        );
-        let ids: std::collections::BTreeSet<String> = std::fs::read_to_string(&out)
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["id"].to_string())
-            .collect();
+        let (stderr, rows) = extract_rows(input);
+        assert!(stderr.contains("2 rows: 2 analysed"), "{input:?}: {stderr}");
+        let ids: std::collections::BTreeSet<String> =
+            rows.iter().map(|row| row["id"].to_string()).collect();
         assert_eq!(ids.len(), 2, "{input:?}: {ids:?}");
     }
 }
