@@ -405,10 +405,12 @@ fn feature_flags_out_of_range_are_refused_with_the_range() {
     // silently ignored.
     refused(&["extract"], "or one text with --text");
     refused(&["extract", "notes.csv"], "-o OUTPUT is missing");
-    refused(
-        &["extract", "--text", "预算已批复", "--chunk-size", "8"],
-        "cannot be used with",
-    );
+    for table_flag in ["--chunk-size", "--text-column"] {
+        refused(
+            &["extract", "--text", "预算已批复", table_flag, "8"],
+            "cannot be used with",
+        );
+    }
     // Regression: a negative threshold was read as a flag (`unexpected argument '-0'`), and a
     // chunk size of 0 was taken as 1.
     let run = augur(&["extract", "--text", "预算已批复", "--threshold", "-0.1"]);

@@ -32,7 +32,13 @@ pub struct ExtractArgs {
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Analyse this one text and print the hits instead of reading a table.
-    #[arg(long, conflicts_with_all = ["input", "output", "resume", "chunk_size", "rejects"])]
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "input", "output", "resume", "chunk_size", "rejects",
+            "id_column", "account_column", "timestamp_column", "text_column",
+        ]
+    )]
     pub text: Option<String>,
     /// With --text: the note's date for resolving 「下个月」 / "next quarter" (default: today, UTC).
     #[arg(long, value_name = "YYYY-MM-DD")]
