@@ -250,13 +250,13 @@ fn resolved(path: &Path) -> Option<std::path::PathBuf> {
     )
 }
 
-/// Whether two existing paths are one file (a hard link, on Unix).
 /// True when `a` and `b` name the same file once written (`..`, links and hard links seen
 /// through).
 pub fn same_destination(a: &Path, b: &Path) -> bool {
     resolved(a).is_some_and(|a_path| resolved(b).as_ref() == Some(&a_path)) || same_file(a, b)
 }
 
+/// Whether two existing paths are one file (a hard link, on Unix).
 fn same_file(a: &Path, b: &Path) -> bool {
     #[cfg(unix)]
     {

@@ -1740,7 +1740,21 @@ fn score_checks_its_outputs_before_extracting() {
         damaged.to_str().unwrap(),
     );
     let text_output = dir.path().join("scores.txt");
+    // Regression: events that could not be read counted as none, and repeats were appended.
+    let unreadable_events = dir.path().join("events_folder");
+    std::fs::create_dir(&unreadable_events).unwrap();
     for (args, expected) in [
+        (
+            vec![
+                "-o",
+                scores,
+                "--rules",
+                rules,
+                "--events",
+                unreadable_events.to_str().unwrap(),
+            ],
+            "cannot read the earlier events",
+        ),
         (
             vec!["-o", text_output.to_str().unwrap()],
             "cannot tell the table format from extension `.txt`",

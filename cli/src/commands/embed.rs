@@ -112,7 +112,7 @@ pub fn run(args: EmbedArgs) -> Result<()> {
             args.text_column, args.kind, args.long_text, args.overlap, args.chunk_size, args.model
         ),
         resume: args.resume,
-        chunk_rows: args.chunk_size.max(1),
+        chunk_rows: args.chunk_size,
         // Every column passes through: CSV cells stay as written (`007` is not 7).
         text_columns: TextColumns::All,
     };

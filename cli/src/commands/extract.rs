@@ -186,7 +186,7 @@ fn run_table(
         label: "extract",
         fingerprint_extra: options.settings.clone(),
         resume: options.resume,
-        chunk_rows: options.chunk_size.max(1),
+        chunk_rows: options.chunk_size,
         // Every column passes through: CSV cells stay as written (`0050` is not 50.0).
         text_columns: TextColumns::All,
     };

@@ -203,17 +203,16 @@ fn read_examples(path: &Path, columns: &ExampleColumns) -> Result<Vec<LabelledTe
 }
 
 /// Warns about examples longer than `max_tokens` tokens: only their start is read.
-fn warn_truncated(embedder: &Embedder, examples: &[LabelledText], max_tokens: usize) -> Result<()> {
-    let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+fn warn_truncated(embedder: &Embedder, texts: &[&str], max_tokens: usize) -> Result<()> {
     let long = embedder
-        .windows(&texts, InputKind::Query)?
+        .windows(texts, InputKind::Query)?
         .iter()
         .filter(|windows| windows.len() > 1 || windows[0].ids.len() > max_tokens)
         .count();
     if long > 0 {
         eprintln!(
             "note: {long} of {} examples are longer than {max_tokens} tokens; only their first {max_tokens} tokens are read",
-            examples.len()
+            texts.len()
         );
     }
     Ok(())
@@ -359,11 +358,12 @@ pub fn run_fit(args: FitArgs) -> Result<()> {
         seed: args.seed,
         ..recipe
     };
-    warn_truncated(
-        &base,
-        &[examples.as_slice(), &holdout].concat(),
-        config.max_tokens,
-    )?;
+    let all_texts: Vec<&str> = examples
+        .iter()
+        .chain(&holdout)
+        .map(|e| e.text.as_str())
+        .collect();
+    warn_truncated(&base, &all_texts, config.max_tokens)?;
     let adapted = config.layers_to_transform.as_ref().map_or(layers, Vec::len);
     eprintln!(
         "fit: {} training examples, {} held out; {}, LoRA r={} on {} of the top {adapted} \
@@ -432,8 +432,8 @@ pub fn run_eval(args: EvalArgs) -> Result<()> {
         );
     }
     let classifier = TextClassifier::load(&load_base(&args.model)?, &args.adapter)?;
-    warn_truncated(classifier.embedder(), &examples, classifier.max_tokens())?;
     let texts: Vec<&str> = examples.iter().map(|e| e.text.as_str()).collect();
+    warn_truncated(classifier.embedder(), &texts, classifier.max_tokens())?;
     let predicted: Vec<Vec<String>> = classifier
         .predict(&texts)?
         .iter()

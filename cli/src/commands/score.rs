@@ -301,6 +301,15 @@ fn read_accounts(
     Ok(table)
 }
 
+/// Where a job writing `output` puts the notes' signals and the rejected rows.
+fn side_files(args: &AccountInputArgs, output: &Path) -> (PathBuf, PathBuf) {
+    let rejects = args
+        .rejects
+        .clone()
+        .unwrap_or_else(|| output.with_extension("rejects.csv"));
+    (output.with_extension("signals.ndjson"), rejects)
+}
+
 /// Extracts the signals of every usable note into `output`'s `.signals.ndjson` (chunked, with a
 /// checkpoint and `--resume`), then reads them back into per-account timelines. The accounts
 /// table (`label_columns` being outcomes) is read first, so a bad one fails before extraction.
@@ -310,11 +319,7 @@ fn load_accounts(
     label_columns: &[&str],
     progress_label: &'static str,
 ) -> Result<Accounts> {
-    let signals_path = output.with_extension("signals.ndjson");
-    let rejects_path = args
-        .rejects
-        .clone()
-        .unwrap_or_else(|| output.with_extension("rejects.csv"));
+    let (signals_path, rejects_path) = side_files(args, output);
     let inputs: Vec<&Path> = std::iter::once(args.notes.as_path())
         .chain(args.accounts.as_deref())
         .collect();
@@ -347,7 +352,7 @@ fn load_accounts(
             &extractor,
         ),
         resume: args.resume,
-        chunk_rows: args.chunk_size.max(1),
+        chunk_rows: args.chunk_size,
         text_columns: TextColumns::Named(args.columns.text_columns()),
     };
     let summary = run_job(
@@ -700,17 +705,11 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
             .chain(args.previous.as_deref())
             .collect();
         refuse_overwriting_inputs(&inputs, &[("--events", events)])?;
-        let output = &args.output;
+        let (signals_path, rejects_path) = side_files(&args.input, &args.output);
         for (what, path) in [
-            ("the scores (-o)", output.clone()),
-            ("the signals file", output.with_extension("signals.ndjson")),
-            (
-                "the rejects file",
-                args.input
-                    .rejects
-                    .clone()
-                    .unwrap_or_else(|| output.with_extension("rejects.csv")),
-            ),
+            ("the scores (-o)", args.output.clone()),
+            ("the signals file", signals_path),
+            ("the rejects file", rejects_path),
         ] {
             if same_destination(events, &path) {
                 bail!(
@@ -735,7 +734,12 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
                         events_path.display()
                     )
                 })?,
-            Err(_) => Vec::new(),
+            // No events yet; any other failure would skip the de-duplication.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => bail!(
+                "--events {}: cannot read the earlier events ({e}); they are needed to leave out repeats",
+                events_path.display()
+            ),
         },
         None => Vec::new(),
     };
@@ -792,7 +796,7 @@ pub fn run_score(args: ScoreArgs) -> Result<()> {
             numbers
                 .entry(format!("{name}_delta"))
                 .or_insert_with(|| vec![None; n])[i] =
-                prev.map(|p| ((score.score - p.0) * 10.0).round() / 10.0);
+                prev.map(|p| augur_score::scorer::to_tenth(score.score - p.0));
             columns
                 .entry(format!("{name}_band"))
                 .or_insert_with(|| vec![None; n])[i] = Some(score.band.clone());

@@ -324,7 +324,7 @@ fn fire(rule: &Rule, fact: &Fact) -> Option<Event> {
             let rise_ok = w
                 .rises_by
                 // The rise as reported (one decimal): 16.4 − 1.4 is 14.999… in floating point.
-                .is_none_or(|r| previous.is_some_and(|p| ((score - p) * 10.0).round() / 10.0 >= r));
+                .is_none_or(|r| previous.is_some_and(|p| crate::scorer::to_tenth(score - p) >= r));
             if !(band_ok && above_ok && rise_ok) {
                 return None;
             }

@@ -144,7 +144,7 @@ impl Scorer {
         factors.sort_by(|a, b| b.contribution.abs().total_cmp(&a.contribution.abs()));
         let log_odds = self.bias + factors.iter().map(|f| f.contribution).sum::<f64>();
         // One decimal, as reported: the band (and any delta) follows the score a user sees.
-        let score = (1000.0 / (1.0 + (-log_odds).exp())).round() / 10.0;
+        let score = to_tenth(100.0 / (1.0 + (-log_odds).exp()));
         Score {
             name: self.name.clone(),
             score,
@@ -175,6 +175,12 @@ impl Scorer {
             source,
         })
     }
+}
+
+/// `value` rounded to one decimal, as scores and their changes are reported (a rise from 1.4
+/// to 16.4 is 15.0, not 14.999…).
+pub fn to_tenth(value: f64) -> f64 {
+    (value * 10.0).round() / 10.0
 }
 
 /// Which account score a default scorer builds.

@@ -235,7 +235,7 @@ struct RawSignal {
     weights: ScoreWeights,
     examples: Spanned<Vec<String>>,
     #[serde(default)]
-    negatives: Vec<String>,
+    negatives: Option<Spanned<Vec<String>>>,
     #[serde(default, rename = "attribute")]
     attributes: Vec<RawAttribute>,
 }
@@ -379,13 +379,14 @@ impl SignalPack {
                 }
             }
             // A text that is both an example and a hard negative teaches nothing but noise.
-            if let Some(both) = s
-                .negatives
+            let negatives_span = s.negatives.as_ref().map(Spanned::span);
+            let negatives = s.negatives.map(Spanned::into_inner).unwrap_or_default();
+            if let Some(both) = negatives
                 .iter()
                 .find(|n| s.examples.get_ref().iter().any(|e| e.trim() == n.trim()))
             {
                 return Err(pack_error(
-                    Some(s.examples.span()),
+                    negatives_span,
                     &field("negatives"),
                     format!("`{both}` is also one of the examples; a text can be only one of them"),
                 ));
@@ -454,7 +455,7 @@ impl SignalPack {
                 threshold: s.threshold.map(|t| t.into_inner()),
                 weights: s.weights,
                 examples: s.examples.into_inner(),
-                negatives: s.negatives,
+                negatives,
                 attributes,
             });
         }
@@ -550,18 +551,21 @@ mod tests {
         );
     }
 
+    /// The error `SignalPack::parse` gives for `text`, read as `my.toml`.
+    fn parse_error(text: &str) -> String {
+        SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
+            .unwrap_err()
+            .to_string()
+    }
+
     #[test]
     fn errors_name_file_line_and_field() {
         let text = "[pack]\nname = \"x\"\n\n[[signal]]\nid = \"a\"\nkind = \"buy\"\nname_zh = \"甲\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\n";
-        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
-            .unwrap_err()
-            .to_string();
+        let err = parse_error(text);
         assert!(err.starts_with("my.toml:6: signal[a].kind"), "{err}");
 
         let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\n[[signal.attribute]]\nname = \"n\"\nregex = '(?P<n>[a-'\n";
-        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
-            .unwrap_err()
-            .to_string();
+        let err = parse_error(text);
         assert!(
             err.starts_with("my.toml:11: signal[a].attribute[n].regex: invalid regex"),
             "{err}"
@@ -585,11 +589,7 @@ mod tests {
                 "my.toml:10: signal[a].attribute[plc_model].gazetteer: needs at least one entry and no empty ones",
             ),
         ] {
-            let err = SignalPack::parse(&format!("{signal}{attribute}"), "my.toml", |_| {
-                Ok(Vec::new())
-            })
-            .unwrap_err()
-            .to_string();
+            let err = parse_error(&format!("{signal}{attribute}"));
             assert!(err.starts_with(expected), "{attribute}: {err}");
         }
         let pack = SignalPack::parse(
@@ -611,9 +611,7 @@ mod tests {
 
         // Regression: an empty name and an example repeated as a negative were accepted.
         let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\n";
-        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
-            .unwrap_err()
-            .to_string();
+        let err = parse_error(text);
         assert!(
             err.starts_with("my.toml:6: signal[a].name_zh: is empty"),
             "{err}"
@@ -621,31 +619,23 @@ mod tests {
         // Regression: an empty name_en was reported at the id's line, and an empty pack name
         // was accepted.
         let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \" \"\nexamples = [\"x\", \"y\"]\n";
-        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
-            .unwrap_err()
-            .to_string();
+        let err = parse_error(text);
         assert!(
             err.starts_with("my.toml:7: signal[a].name_en: is empty"),
             "{err}"
         );
         let text = "[pack]\nname = \"\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\n";
-        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
-            .unwrap_err()
-            .to_string();
+        let err = parse_error(text);
         assert!(err.starts_with("my.toml:2: pack.name: is empty"), "{err}");
         let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \"A\"\nexamples = [\"x\", \"y\"]\nnegatives = [\"y\"]\n";
-        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
-            .unwrap_err()
-            .to_string();
+        let err = parse_error(text);
         assert!(
-            err.contains("signal[a].negatives: `y` is also one of the examples"),
+            err.starts_with("my.toml:9: signal[a].negatives: `y` is also one of the examples"),
             "{err}"
         );
 
         let text = "[pack]\nname = \"x\"\n[[signal]]\nid = \"a\"\nkind = \"risk\"\nname_zh = \"甲\"\nname_en = \"A\"\nexampels = [\"x\"]\n";
-        let err = SignalPack::parse(text, "my.toml", |_| Ok(Vec::new()))
-            .unwrap_err()
-            .to_string();
+        let err = parse_error(text);
         assert!(
             err.starts_with("my.toml:") && err.contains("exampels"),
             "{err}"
